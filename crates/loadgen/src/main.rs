@@ -1,0 +1,174 @@
+//! `rentify-loadgen`: the closed-loop HTTP load generator behind
+//! `scripts/bench.sh`.
+//!
+//! A small purpose-built tool rather than wrk or oha so that the benchmarks
+//! need nothing beyond the workspace (no package to install on CI or a fresh
+//! machine), can template per-request values such as `Idempotency-Key`, and
+//! print one JSON object per scenario that later runs can be compared with.
+//!
+//! Exit status: 0 when at least one request succeeded, 1 when every request
+//! failed (a transport error or a status of 400 or above), 2 for bad
+//! arguments.
+
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::report::{Report, Setup};
+use crate::run::{Config, RequestTemplate};
+
+/// Sends HTTP requests back to back from N concurrent workers over keep-alive
+/// connections and reports throughput and latency.
+///
+/// In the body (--body or --body-file), --header values and the path and query
+/// of --url, `{{uuid}}` is replaced per request by a fresh UUIDv4 (each
+/// occurrence its own) and `{{seq}}` by a counter (0, 1, 2, ... across all
+/// workers, warm-up included).
+#[derive(Parser, Debug)]
+#[command(name = "rentify-loadgen", version)]
+struct Args {
+    /// Target URL; http:// on a loopback host (see --allow-non-loopback).
+    #[arg(long)]
+    url: String,
+
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+
+    /// Request body.
+    #[arg(long, conflicts_with = "body_file")]
+    body: Option<String>,
+
+    /// Read the request body from this file (UTF-8).
+    #[arg(long, value_name = "PATH")]
+    body_file: Option<PathBuf>,
+
+    /// Request header as 'Name: value'; repeat for more.
+    #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'")]
+    headers: Vec<String>,
+
+    /// Concurrent workers, each with its own keep-alive connection.
+    #[arg(long, short = 'c', default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    concurrency: u32,
+
+    /// Measured seconds (fractions allowed).
+    #[arg(long, short = 'd', default_value = "10", value_parser = parse_seconds)]
+    duration: Duration,
+
+    /// Seconds of load before measuring, to open connections and warm caches.
+    #[arg(long, default_value = "2", value_parser = parse_seconds)]
+    warmup: Duration,
+
+    /// Stop after this many measured requests, even before --duration.
+    #[arg(long)]
+    max_requests: Option<u64>,
+
+    /// Seconds a request may take before it counts as a timeout error.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    timeout: Duration,
+
+    /// Runtime threads. Defaults to half the CPUs (at least one) because the
+    /// server under test runs on the same machine and needs the rest.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+
+    /// Scenario name shown in the report (defaults to METHOD URL).
+    #[arg(long)]
+    name: Option<String>,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+
+    /// Permit a host outside 127.0.0.0/8, ::1 and localhost.
+    #[arg(long)]
+    allow_non_loopback: bool,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a usable number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match start(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("rentify-loadgen: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(args: Args) -> Result<ExitCode, String> {
+    let body = match (&args.body, &args.body_file) {
+        (Some(body), _) => body.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read --body-file {}: {err}", path.display()))?,
+        (None, None) => String::new(),
+    };
+    let request = RequestTemplate::new(
+        &args.method,
+        &args.url,
+        &args.headers,
+        &body,
+        args.allow_non_loopback,
+    )?;
+    if args.duration.is_zero() {
+        return Err("--duration must be above zero".to_owned());
+    }
+    let threads = match args.threads {
+        Some(threads) => threads as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+    };
+    let setup = Setup {
+        name: args
+            .name
+            .unwrap_or_else(|| format!("{} {}", args.method.to_ascii_uppercase(), args.url)),
+        method: args.method.to_ascii_uppercase(),
+        url: args.url,
+        concurrency: args.concurrency as usize,
+        threads,
+        warmup_s: args.warmup.as_secs_f64(),
+    };
+    let config = Config {
+        request,
+        concurrency: setup.concurrency,
+        warmup: args.warmup,
+        duration: args.duration,
+        max_requests: args.max_requests,
+        timeout: args.timeout,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    let outcome = runtime.block_on(run::run(config));
+
+    let report = Report::new(setup, &outcome);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serializes")
+        );
+    } else {
+        println!("{report}");
+    }
+    Ok(if report.all_failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

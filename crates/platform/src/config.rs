@@ -1,0 +1,298 @@
+//! Configuration, read once from the environment (12-factor) into one typed
+//! struct and validated before anything starts.
+//!
+//! Every variable is documented on its field; `.env.example` and the README's
+//! configuration table mirror this file. Secrets are wrapped in
+//! [`secrecy::SecretString`] so they never reach a log line or a `Debug` dump.
+
+use std::{net::IpAddr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::ratelimit::Quota;
+
+/// The whole service configuration.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Config {
+    /// `HOST`: interface the HTTP server binds to.
+    #[serde(default = "defaults::host")]
+    pub host: IpAddr,
+    /// `PORT`: TCP port of the HTTP server.
+    #[serde(default = "defaults::port")]
+    pub port: u16,
+    /// `PUBLIC_BASE_URL`: the URL clients use to reach the API (links, docs).
+    #[serde(default = "defaults::public_base_url")]
+    pub public_base_url: String,
+    /// `DATABASE_URL`: PostgreSQL connection string (required store). It can
+    /// carry a password, so it is a secret.
+    #[serde(default = "defaults::database_url")]
+    pub database_url: SecretString,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size per process.
+    #[serde(default = "defaults::database_max_connections")]
+    pub database_max_connections: u32,
+    /// `REDIS_URL`: when set, rate limits (and later presence and fan-out)
+    /// live in Redis so they hold across instances; otherwise in-process.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub redis_url: Option<SecretString>,
+    /// `NATS_URL`: when set, outbox events are relayed to NATS JetStream.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub nats_url: Option<SecretString>,
+    /// `LOG_FORMAT`: `json` (default, for machines) or `pretty` (for people).
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// `REQUEST_TIMEOUT_SECS`: requests running longer are abandoned with 504.
+    #[serde(default = "defaults::request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// `SHUTDOWN_GRACE_SECS`: how long SIGTERM waits for in-flight work.
+    #[serde(default = "defaults::shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins allowed cross-origin
+    /// access; empty allows none.
+    #[serde(default, deserialize_with = "comma_list")]
+    pub cors_allowed_origins: Vec<String>,
+    /// `TRUST_PROXY_HEADERS`: take the client IP from `X-Forwarded-For`
+    /// (only behind a proxy that sets it).
+    #[serde(default)]
+    pub trust_proxy_headers: bool,
+    /// `RATE_LIMITS`: `on` (default) or `off` (benchmarks and load tests).
+    #[serde(default)]
+    pub rate_limits: Switch,
+    /// `RATE_LIMIT_READ`: quota for GET/HEAD under `/v1`, e.g. `600/min`.
+    #[serde(default = "defaults::rate_limit_read")]
+    pub rate_limit_read: Quota,
+    /// `RATE_LIMIT_WRITE`: quota for other methods under `/v1`.
+    #[serde(default = "defaults::rate_limit_write")]
+    pub rate_limit_write: Quota,
+    /// `RATE_LIMIT_AUTH`: quota for `/v1/auth/*` (credential stuffing).
+    #[serde(default = "defaults::rate_limit_auth")]
+    pub rate_limit_auth: Quota,
+    /// `RATE_LIMIT_BLOCK_AFTER`: denied requests within a minute after which
+    /// a client is blocked outright, for 1 min, then 5, 15 and 60 min.
+    #[serde(default = "defaults::rate_limit_block_after")]
+    pub rate_limit_block_after: u32,
+    /// `IDEMPOTENCY_TTL_HOURS`: how long an `Idempotency-Key` is remembered.
+    #[serde(default = "defaults::idempotency_ttl_hours")]
+    pub idempotency_ttl_hours: u32,
+    /// `WORKER_CONCURRENCY`: job workers per queue in `worker`/`all`.
+    #[serde(default = "defaults::worker_concurrency")]
+    pub worker_concurrency: usize,
+}
+
+/// Output format of the logs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+/// An on/off switch variable.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    #[default]
+    On,
+    Off,
+}
+
+/// A configuration problem, naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads and validates the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_iter(std::env::vars())
+    }
+
+    /// Reads and validates the given variables; tests use this to build a
+    /// configuration without touching the process environment.
+    pub fn from_iter(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let config: Config = envy::from_iter(vars).map_err(|e| ConfigError(describe_envy_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let db = self.database_url.expose_secret();
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(ConfigError("DATABASE_URL must start with postgres:// or postgresql://".into()));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError("DATABASE_MAX_CONNECTIONS must be at least 1".into()));
+        }
+        if let Some(redis) = &self.redis_url
+            && !redis.expose_secret().starts_with("redis://")
+            && !redis.expose_secret().starts_with("rediss://")
+        {
+            return Err(ConfigError("REDIS_URL must start with redis:// or rediss://".into()));
+        }
+        if let Some(nats) = &self.nats_url
+            && !nats.expose_secret().contains("://")
+        {
+            return Err(ConfigError("NATS_URL must be a URL such as nats://127.0.0.1:4222".into()));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError("REQUEST_TIMEOUT_SECS must be at least 1".into()));
+        }
+        if self.idempotency_ttl_hours == 0 {
+            return Err(ConfigError("IDEMPOTENCY_TTL_HOURS must be at least 1".into()));
+        }
+        if self.rate_limit_block_after == 0 {
+            return Err(ConfigError("RATE_LIMIT_BLOCK_AFTER must be at least 1".into()));
+        }
+        if self.worker_concurrency == 0 {
+            return Err(ConfigError("WORKER_CONCURRENCY must be at least 1".into()));
+        }
+        for origin in &self.cors_allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "CORS_ALLOWED_ORIGINS: `{origin}` is not an origin such as https://app.example.com"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn rate_limits_enabled(&self) -> bool {
+        self.rate_limits == Switch::On
+    }
+}
+
+/// Turns envy's messages (which name the serde field) into ones naming the
+/// environment variable an operator has to fix.
+fn describe_envy_error(error: envy::Error) -> String {
+    match error {
+        envy::Error::MissingValue(field) => format!("{} is required", field.to_uppercase()),
+        envy::Error::Custom(message) => {
+            // envy reports "<reason> while parsing value '<v>' provided by <FIELD>"
+            // without leaking the value for our secret-free variables; keep it.
+            message
+        }
+    }
+}
+
+fn empty_as_none<'de, D>(deserializer: D) -> Result<Option<SecretString>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value: Option<String> = Option::deserialize(deserializer)?;
+    Ok(value.filter(|v| !v.trim().is_empty()).map(SecretString::from))
+}
+
+fn comma_list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value: String = String::deserialize(deserializer)?;
+    Ok(value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+}
+
+mod defaults {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use secrecy::SecretString;
+
+    use crate::ratelimit::Quota;
+
+    pub fn host() -> IpAddr {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+    pub fn port() -> u16 {
+        8080
+    }
+    pub fn public_base_url() -> String {
+        "http://localhost:8080".into()
+    }
+    pub fn database_url() -> SecretString {
+        SecretString::from("postgres://postgres@127.0.0.1:5432/rentify")
+    }
+    pub fn database_max_connections() -> u32 {
+        20
+    }
+    pub fn request_timeout_secs() -> u64 {
+        30
+    }
+    pub fn shutdown_grace_secs() -> u64 {
+        30
+    }
+    pub fn rate_limit_read() -> Quota {
+        Quota::per_minute(600)
+    }
+    pub fn rate_limit_write() -> Quota {
+        Quota::per_minute(120)
+    }
+    pub fn rate_limit_auth() -> Quota {
+        Quota::per_minute(20)
+    }
+    pub fn rate_limit_block_after() -> u32 {
+        10
+    }
+    pub fn idempotency_ttl_hours() -> u32 {
+        24
+    }
+    pub fn worker_concurrency() -> usize {
+        4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::from_iter(vars(&[])).unwrap();
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.request_timeout(), Duration::from_secs(30));
+        assert!(config.redis_url.is_none());
+        assert!(config.rate_limits_enabled());
+        assert_eq!(config.rate_limit_auth, Quota::per_minute(20));
+    }
+
+    #[test]
+    fn a_bad_variable_is_named() {
+        let err = Config::from_iter(vars(&[("PORT", "eighty")])).unwrap_err().to_string();
+        assert!(err.contains("PORT"), "{err}");
+        let err = Config::from_iter(vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+        let err = Config::from_iter(vars(&[("RATE_LIMIT_READ", "lots")])).unwrap_err().to_string();
+        assert!(err.contains("RATE_LIMIT_READ"), "{err}");
+        let err = Config::from_iter(vars(&[("REDIS_URL", "localhost:6379")])).unwrap_err().to_string();
+        assert!(err.contains("REDIS_URL"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let config = Config::from_iter(vars(&[("DATABASE_URL", "postgres://u:hunter2@db/x")])).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn empty_optional_urls_mean_unset_and_lists_split() {
+        let config = Config::from_iter(vars(&[
+            ("REDIS_URL", ""),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example"),
+            ("RATE_LIMITS", "off"),
+        ]))
+        .unwrap();
+        assert!(config.redis_url.is_none());
+        assert_eq!(config.cors_allowed_origins.len(), 2);
+        assert!(!config.rate_limits_enabled());
+    }
+}

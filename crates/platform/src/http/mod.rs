@@ -1,0 +1,49 @@
+//! The cross-cutting HTTP stack every route runs behind, assembled in one
+//! place so its order is visible:
+//!
+//! request id → trace span → metrics → envelope guarantee → panic catcher →
+//! timeout → body limit → CORS → security headers → rate limit → handler.
+
+pub mod envelope;
+pub mod metrics;
+pub mod request_id;
+pub mod security;
+
+use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, middleware};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    limit::RequestBodyLimitLayer,
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{ratelimit, state::PlatformState};
+
+/// Largest request body accepted anywhere (413 `payload_too_large` above).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Wraps `router` (every route and the fallback) in the platform's layers.
+pub fn apply(router: Router<PlatformState>, state: &PlatformState) -> Router<PlatformState> {
+    let config = &state.config;
+    // `layer` wraps: the last one added runs first on the way in.
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::rate_limit))
+        .layer(security::headers())
+        .layer(security::cors(&config.cors_allowed_origins))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.request_timeout()))
+        .layer(CatchPanicLayer::custom(envelope::panic_response))
+        .layer(middleware::from_fn(envelope::ensure_envelope))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_id::make_span)
+                .on_request(())
+                .on_response(request_id::on_response)
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(request_id::MakeRequestIdV7))
+}

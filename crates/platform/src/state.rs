@@ -1,0 +1,72 @@
+//! The platform's shared state: what every handler and middleware may need.
+
+use std::{sync::Arc, time::Duration};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+
+use crate::{
+    config::Config,
+    http::metrics,
+    ratelimit::{MemoryStore, PenaltyPolicy, RateLimitStore, RateLimiter, RedisStore},
+};
+
+/// Cheap to clone (everything is behind `Arc` or a pool handle).
+#[derive(Clone)]
+pub struct PlatformState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    /// `None` when `RATE_LIMITS=off`.
+    pub limiter: Option<RateLimiter>,
+    /// Present when `REDIS_URL` is set; readiness checks it.
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub metrics: PrometheusHandle,
+}
+
+impl PlatformState {
+    /// Connects the optional stores named by the configuration.
+    pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let policy = PenaltyPolicy { strikes_to_block: config.rate_limit_block_after, ..PenaltyPolicy::default() };
+        let redis = match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.expose_secret())?;
+                Some(
+                    redis::aio::ConnectionManager::new(client)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot connect to Redis (REDIS_URL): {e}"))?,
+                )
+            }
+            None => None,
+        };
+        let limiter = if config.rate_limits_enabled() {
+            let store: Arc<dyn RateLimitStore> = match &config.redis_url {
+                Some(url) => Arc::new(RedisStore::connect(url.expose_secret(), policy).await?),
+                None => {
+                    let memory = Arc::new(MemoryStore::new(policy));
+                    spawn_sweeper(Arc::downgrade(&memory));
+                    memory
+                }
+            };
+            Some(RateLimiter::new(store, &config))
+        } else {
+            None
+        };
+        Ok(Self { db, config: Arc::new(config), limiter, redis, metrics: metrics::install() })
+    }
+}
+
+/// Forgets idle in-process rate-limit state every minute, until the store
+/// is dropped.
+fn spawn_sweeper(store: std::sync::Weak<MemoryStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match store.upgrade() {
+                Some(store) => store.sweep(),
+                None => break,
+            }
+        }
+    });
+}

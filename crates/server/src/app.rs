@@ -1,0 +1,95 @@
+//! Builds the HTTP application: one router for every module, behind the
+//! platform's middleware stack. `main` and the tests both use
+//! [`Application::build`].
+
+use std::{future::Future, net::SocketAddr};
+
+use axum::{Router, http::HeaderValue};
+use rentify_platform::{PlatformState, config::Config, db, health, http};
+use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::openapi;
+
+/// Every API route, with its OpenAPI description. Modules contribute their
+/// `OpenApiRouter`s here.
+pub fn api_routes() -> OpenApiRouter<PlatformState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(http::metrics::render))
+}
+
+/// The complete router for `state`: API, docs, fallbacks and middleware.
+pub fn router(state: PlatformState) -> Router {
+    let (api, document) = api_routes().split_for_parts();
+    let docs = Router::from(SwaggerUi::new("/docs").url("/v1/openapi.json", document)).layer(
+        SetResponseHeaderLayer::overriding(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+            ),
+        ),
+    );
+    let router = api.merge(docs).fallback(http::envelope::not_found);
+    http::apply(router, &state).with_state(state)
+}
+
+/// A bound, ready-to-run HTTP server.
+pub struct Application {
+    listener: TcpListener,
+    state: PlatformState,
+}
+
+impl Application {
+    /// Connects the stores and binds the port (`PORT=0` picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = db::connect(&config).await?;
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind {addr} (HOST/PORT): {e}"))?;
+        let state = PlatformState::build(config, pool).await?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &PlatformState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish (up to `SHUTDOWN_GRACE_SECS`) and closes the pool.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, state } = self;
+        let grace = state.config.shutdown_grace();
+        let pool = state.db.clone();
+        tracing::info!(addr = %listener.local_addr()?, docs = %format!("{}/docs", state.config.public_base_url), "serving the API");
+        let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = draining_tx.send(true);
+        });
+        let server = tokio::spawn(async move { server.await });
+        let mut server = server;
+        tokio::select! {
+            result = &mut server => { result??; }
+            _ = draining_rx.changed() => {
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(result) => result??,
+                    Err(_) => {
+                        tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
+                        server.abort();
+                    }
+                }
+            }
+        }
+        pool.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

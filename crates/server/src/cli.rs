@@ -1,0 +1,101 @@
+//! Subcommands of the `rentify` binary.
+
+use clap::{Parser, Subcommand};
+use rentify_platform::{config::Config, db, telemetry};
+
+use crate::{app::Application, openapi, seed, worker};
+
+#[derive(Debug, Parser)]
+#[command(name = "rentify", version, about = "Rentify marketplace backend")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (stateless; run as many as needed).
+    Serve,
+    /// Run job workers and schedulers (and, later, event consumers).
+    Worker,
+    /// Migrate, then serve the API and run the workers in one process.
+    All,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load data.
+    Seed {
+        /// A small, realistic demo marketplace (idempotent).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print the OpenAPI 3.1 document as JSON.
+    Openapi,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        println!("{}", openapi::document().to_pretty_json()?);
+        return Ok(());
+    }
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    match cli.command {
+        Command::Serve => Application::build(config).await?.run_until(shutdown_signal()).await,
+        Command::Worker => worker::run_until(config, shutdown_signal()).await,
+        Command::All => {
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            pool.close().await;
+            let app = Application::build(config.clone()).await?;
+            let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
+            let mut stop_worker = stop_api.subscribe();
+            let worker = tokio::spawn(worker::run_until(config, async move {
+                let _ = stop_worker.changed().await;
+            }));
+            let mut api_stopped_rx = api_stopped;
+            let api = app.run_until(async move {
+                shutdown_signal().await;
+                let _ = stop_api.send(true);
+            });
+            let result = api.await;
+            let _ = api_stopped_rx.changed().await;
+            worker.await??;
+            result
+        }
+        Command::Migrate => {
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Seed { demo } => {
+            anyhow::ensure!(demo, "nothing to seed: pass --demo");
+            let pool = db::connect(&config).await?;
+            seed::demo(&pool).await
+        }
+        Command::Openapi => unreachable!("handled before configuration is read"),
+    }
+}
+
+/// Resolves on SIGTERM (orchestrators) or Ctrl-C (people).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Rentify's benchmarks (`make bench`): throughput, latency and memory of a release
+# build, printed as figures (never asserted: timings belong in reports, not tests).
+#
+# 1. builds the release binaries `rentify` and `rentify-loadgen`;
+# 2. ensures the services (scripts/dev-services.sh);
+# 3. recreates the database rentify_bench, migrates it and loads the demo data;
+# 4. starts `rentify serve` on 127.0.0.1:$BENCH_PORT with rate limits off;
+# 5. runs each scenario with rentify-loadgen (closed loop, keep-alive connections);
+# 6. prints the server's peak and current RSS and the machine, then stops the server
+#    with SIGTERM (it is killed on any exit, even an interrupted one).
+#
+# Usage: scripts/bench.sh
+# Environment (all optional):
+#   BENCH_DURATION     measured seconds per scenario (default 10)
+#   BENCH_WARMUP       unmeasured seconds before each scenario (default 2)
+#   BENCH_CONCURRENCY  concurrent connections (default 32)
+#   BENCH_SCENARIOS    space-separated scenario names to run (default: all)
+#   BENCH_JSON=1       one JSON object per scenario instead of text
+#   BENCH_PORT         port of the server under test (default 18080)
+#   REDIS_URL, NATS_URL  passed to the server; empty (the default) = in-process
+#                      stand-ins, so e.g. /health/ready is one PostgreSQL round trip
+#   CARGO_TARGET_DIR   default ~/.cache/rentify-target
+# Exit status: 0, or 1 if the setup or any scenario failed (every request failed).
+#
+# The load generator and the server share this machine's cores; its default of half
+# the CPUs for the load generator keeps the two from starving each other, and the
+# figures are for comparing runs on the same machine, not absolute capacity.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/rentify-target}
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+CONCURRENCY=${BENCH_CONCURRENCY:-32}
+PORT=${BENCH_PORT:-18080}
+BASE_URL=http://127.0.0.1:$PORT
+BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/rentify_bench
+PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
+SERVER_LOG=${TMPDIR:-/tmp}/rentify-bench-server.log
+
+RENTIFY=$CARGO_TARGET_DIR/release/rentify
+LOADGEN=$CARGO_TARGET_DIR/release/rentify-loadgen
+
+log() { echo "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# ---------------------------------------------------------------- server lifecycle
+
+SERVER_PID=""
+LOADGEN_PID=""
+
+# Runs on every exit: a benchmark must never leave a server holding the port, nor a
+# load generator sending to it.
+cleanup() {
+  if [[ -n $LOADGEN_PID ]]; then
+    kill -TERM "$LOADGEN_PID" 2>/dev/null || true
+    wait "$LOADGEN_PID" 2>/dev/null || true
+    LOADGEN_PID=""
+  fi
+  [[ -n $SERVER_PID ]] || return 0
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# One GET that must succeed (status < 400); the load generator doubles as the probe so
+# the script needs no curl.
+probe() {
+  "$LOADGEN" --url "$BASE_URL$1" --concurrency 1 --warmup 0 --duration 1 \
+    --max-requests 1 --timeout 1 >/dev/null 2>&1
+}
+
+# The server's own environment; DATABASE_URL etc. from the caller's shell are not used.
+server_env=(
+  DATABASE_URL="$BENCH_DATABASE_URL"
+  HOST=127.0.0.1
+  PORT="$PORT"
+  PUBLIC_BASE_URL="$BASE_URL"
+  REDIS_URL="${REDIS_URL:-}"
+  NATS_URL="${NATS_URL:-}"
+  RATE_LIMITS=off
+  LOG_FORMAT=json
+  RUST_LOG=warn
+  SHUTDOWN_GRACE_SECS=10
+)
+
+start_server() {
+  probe /health/live && die "something already answers on $BASE_URL; stop it or set BENCH_PORT"
+  env "${server_env[@]}" "$RENTIFY" serve >"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+  local deadline=$((SECONDS + 60))
+  until probe /health/live; do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      tail -n 20 "$SERVER_LOG" >&2
+      die "rentify serve exited during start-up (log: $SERVER_LOG)"
+    fi
+    ((SECONDS < deadline)) || die "rentify serve did not answer $BASE_URL/health/live within 60 s"
+    sleep 0.2
+  done
+  log "rentify serve is up on $BASE_URL (pid $SERVER_PID, log $SERVER_LOG)"
+}
+
+# Graceful stop, timed: a shutdown that hangs is a finding too. Past the grace period
+# plus a margin, the EXIT trap kills it.
+stop_server() {
+  local started=$SECONDS status=0
+  kill -TERM "$SERVER_PID"
+  while kill -0 "$SERVER_PID" 2>/dev/null; do
+    ((SECONDS - started < 15)) || die "rentify serve still running 15 s after SIGTERM; killing it"
+    sleep 0.1
+  done
+  wait "$SERVER_PID" || status=$?
+  SERVER_PID=""
+  echo "shutdown    SIGTERM -> exit status $status after $((SECONDS - started)) s"
+}
+
+# ---------------------------------------------------------------- scenarios
+
+# BENCH_SCENARIOS as a set; empty = everything.
+declare -A WANTED=()
+for name in ${BENCH_SCENARIOS:-}; do WANTED[$name]=1; done
+declare -A SEEN=()
+FAILED_SCENARIOS=()
+
+# scenario NAME METHOD PATH [extra rentify-loadgen args...]
+#   Runs one scenario against the server, e.g.
+#     scenario create_booking POST /v1/bookings --body-file bench/booking.json \
+#       --header 'Content-Type: application/json' --header 'Idempotency-Key: {{uuid}}'
+#   In the body and header values {{uuid}} becomes a fresh UUIDv4 per request and
+#   {{seq}} a request counter. A scenario whose every request fails is reported at the
+#   end and makes the script exit 1; the others still run.
+scenario() {
+  local name=$1 method=$2 path=$3
+  shift 3
+  SEEN[$name]=1
+  if ((${#WANTED[@]} > 0)) && [[ -z ${WANTED[$name]:-} ]]; then
+    return 0
+  fi
+  local args=(--name "$name" --method "$method" --url "$BASE_URL$path"
+    --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP")
+  [[ ${BENCH_JSON:-0} == 1 ]] && args+=(--json)
+  # In the background so that an interrupt runs the traps at once instead of after
+  # the scenario (bash defers traps while a foreground command runs).
+  "$LOADGEN" "${args[@]}" "$@" &
+  LOADGEN_PID=$!
+  local status=0
+  wait "$LOADGEN_PID" || status=$?
+  LOADGEN_PID=""
+  ((status == 0)) || FAILED_SCENARIOS+=("$name")
+  [[ ${BENCH_JSON:-0} == 1 ]] || echo
+}
+
+run_scenarios() {
+  # The framework's ceiling: routing, middleware and serialisation, no I/O.
+  scenario health_live GET /health/live
+  # One PostgreSQL round trip per request (plus Redis when REDIS_URL is set).
+  scenario health_ready GET /health/ready
+  # Add scenarios here: scenario NAME METHOD PATH [loadgen args...]
+}
+
+# ---------------------------------------------------------------- report helpers
+
+status_field() { awk -v k="$1:" '$1 == k { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+
+print_memory() {
+  echo "server RSS  peak $(status_field VmHWM), now $(status_field VmRSS)"
+}
+
+print_machine() {
+  local model mem
+  model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  echo "machine     $(nproc) CPUs, ${model:-unknown CPU}, $mem RAM"
+  echo "commit      $(git describe --always --dirty 2>/dev/null || echo unknown)"
+}
+
+# ---------------------------------------------------------------- main
+
+log "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --release -p rentify -p rentify-loadgen
+
+# Redis and NATS are only needed when the server is told to use them.
+services_args=()
+[[ -n ${REDIS_URL:-}${NATS_URL:-} ]] || services_args+=(--no-optional)
+DATABASE_URL=$BENCH_DATABASE_URL scripts/dev-services.sh "${services_args[@]}"
+
+log "recreating database rentify_bench"
+psql "$PG_ADMIN_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DROP DATABASE IF EXISTS rentify_bench WITH (FORCE);
+CREATE DATABASE rentify_bench;
+SQL
+env "${server_env[@]}" "$RENTIFY" migrate
+env "${server_env[@]}" "$RENTIFY" seed --demo
+
+start_server
+echo
+echo "=== Rentify benchmarks: ${DURATION} s per scenario after ${WARMUP} s warm-up, concurrency $CONCURRENCY"
+echo
+run_scenarios
+
+for name in "${!WANTED[@]}"; do
+  [[ -n ${SEEN[$name]:-} ]] || log "warning: BENCH_SCENARIOS names unknown scenario '$name'"
+done
+
+print_memory
+print_machine
+stop_server
+
+if ((${#FAILED_SCENARIOS[@]} > 0)); then
+  die "every request failed in: ${FAILED_SCENARIOS[*]}"
+fi
