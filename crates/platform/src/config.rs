@@ -59,13 +59,13 @@ pub struct Config {
     #[serde(default)]
     pub rate_limits: Switch,
     /// `RATE_LIMIT_READ`: quota for GET/HEAD under `/v1`, e.g. `600/min`.
-    #[serde(default = "defaults::rate_limit_read")]
+    #[serde(default = "defaults::rate_limit_read", deserialize_with = "quota_vars::read")]
     pub rate_limit_read: Quota,
     /// `RATE_LIMIT_WRITE`: quota for other methods under `/v1`.
-    #[serde(default = "defaults::rate_limit_write")]
+    #[serde(default = "defaults::rate_limit_write", deserialize_with = "quota_vars::write")]
     pub rate_limit_write: Quota,
     /// `RATE_LIMIT_AUTH`: quota for `/v1/auth/*` (credential stuffing).
-    #[serde(default = "defaults::rate_limit_auth")]
+    #[serde(default = "defaults::rate_limit_auth", deserialize_with = "quota_vars::auth")]
     pub rate_limit_auth: Quota,
     /// `RATE_LIMIT_BLOCK_AFTER`: denied requests within a minute after which
     /// a client is blocked outright, for 1 min, then 5, 15 and 60 min.
@@ -77,6 +77,10 @@ pub struct Config {
     /// `WORKER_CONCURRENCY`: job workers per queue in `worker`/`all`.
     #[serde(default = "defaults::worker_concurrency")]
     pub worker_concurrency: usize,
+    /// `JOB_POLL_INTERVAL_MS`: how often workers look for delayed tasks and
+    /// retries that became due (new tasks wake them at once).
+    #[serde(default = "defaults::job_poll_interval_ms")]
+    pub job_poll_interval_ms: u64,
 }
 
 /// Output format of the logs.
@@ -165,6 +169,10 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
+    pub fn job_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.job_poll_interval_ms.max(10))
+    }
+
     pub fn rate_limits_enabled(&self) -> bool {
         self.rate_limits == Switch::On
     }
@@ -197,6 +205,28 @@ where
 {
     let value: String = String::deserialize(deserializer)?;
     Ok(value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+}
+
+/// Quota parsers that name their variable in the error (serde's custom
+/// errors do not carry the field name).
+mod quota_vars {
+    use serde::Deserialize;
+
+    use crate::ratelimit::Quota;
+
+    fn parse<'de, D: serde::Deserializer<'de>>(d: D, var: &str) -> Result<Quota, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(|e| serde::de::Error::custom(format!("{var}: {e}")))
+    }
+    pub fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quota, D::Error> {
+        parse(d, "RATE_LIMIT_READ")
+    }
+    pub fn write<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quota, D::Error> {
+        parse(d, "RATE_LIMIT_WRITE")
+    }
+    pub fn auth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quota, D::Error> {
+        parse(d, "RATE_LIMIT_AUTH")
+    }
 }
 
 mod defaults {
@@ -244,6 +274,9 @@ mod defaults {
     }
     pub fn worker_concurrency() -> usize {
         4
+    }
+    pub fn job_poll_interval_ms() -> u64 {
+        1000
     }
 }
 

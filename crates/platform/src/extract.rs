@@ -136,8 +136,8 @@ fn shape_error(path: &str, message: &str) -> ApiError {
     let (field, code) = if let Some(name) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
         (join_path(path, name), "required")
     } else if message.starts_with("unknown field") {
-        let name = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()).unwrap_or("");
-        (join_path(path, name), "unknown_field")
+        // serde_path_to_error's path already ends at the unknown field.
+        (path.to_string(), "unknown_field")
     } else if message.starts_with("unknown variant") {
         (path.to_string(), "invalid_choice")
     } else {

@@ -18,11 +18,15 @@ pub struct Workers {
     token: CancellationToken,
     tasks: JoinSet<()>,
     concurrency: usize,
+    poll_interval: Duration,
 }
 
 impl Workers {
-    pub fn new(concurrency: usize) -> Self {
-        Self { token: CancellationToken::new(), tasks: JoinSet::new(), concurrency }
+    /// `poll_interval` bounds how late a delayed task or a retry starts:
+    /// new tasks wake workers at once (LISTEN/NOTIFY), but a task that
+    /// becomes due later is only seen on the next poll.
+    pub fn new(concurrency: usize, poll_interval: Duration) -> Self {
+        Self { token: CancellationToken::new(), tasks: JoinSet::new(), concurrency, poll_interval }
     }
 
     /// Starts `job`'s worker (up to `concurrency` tasks at once) and its
@@ -37,8 +41,9 @@ impl Workers {
         worker.set_shutdown_token(self.token.clone());
         let mut scheduler = job.scheduler();
         scheduler.set_shutdown_token(self.token.clone());
+        let every = jiff::Span::new().milliseconds(self.poll_interval.as_millis().max(10) as i64);
         self.tasks.spawn(async move {
-            if let Err(error) = worker.run().await {
+            if let Err(error) = worker.run_every(every).await {
                 tracing::error!(error = %error, "job worker stopped");
             }
         });

@@ -24,7 +24,14 @@ pub fn api_routes() -> OpenApiRouter<PlatformState> {
 
 /// The complete router for `state`: API, docs, fallbacks and middleware.
 pub fn router(state: PlatformState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] plus `extra` routes behind the same middleware; the tests use
+/// it to mount a reference module that exercises the platform pieces.
+pub fn router_with(state: PlatformState, extra: Router<PlatformState>) -> Router {
     let (api, document) = api_routes().split_for_parts();
+    let api = api.merge(extra);
     let docs = Router::from(SwaggerUi::new("/docs").url("/v1/openapi.json", document)).layer(
         SetResponseHeaderLayer::overriding(
             axum::http::header::CONTENT_SECURITY_POLICY,
@@ -41,6 +48,7 @@ pub fn router(state: PlatformState) -> Router {
 pub struct Application {
     listener: TcpListener,
     state: PlatformState,
+    extra: Router<PlatformState>,
 }
 
 impl Application {
@@ -50,7 +58,7 @@ impl Application {
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind {addr} (HOST/PORT): {e}"))?;
         let state = PlatformState::build(config, pool).await?;
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, extra: Router::new() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -61,15 +69,22 @@ impl Application {
         &self.state
     }
 
+    /// Mounts more routes behind the same middleware (tests only).
+    #[doc(hidden)]
+    pub fn with_extra_routes(mut self, extra: Router<PlatformState>) -> Self {
+        self.extra = extra;
+        self
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish (up to `SHUTDOWN_GRACE_SECS`) and closes the pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, state } = self;
+        let Self { listener, state, extra } = self;
         let grace = state.config.shutdown_grace();
         let pool = state.db.clone();
         tracing::info!(addr = %listener.local_addr()?, docs = %format!("{}/docs", state.config.public_base_url), "serving the API");
         let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router_with(state, extra).into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = draining_tx.send(true);

@@ -1,0 +1,15 @@
+//! HTTP-level tests of the running application against real PostgreSQL and
+//! Redis. One test binary (faster to link); each test gets its own database.
+
+mod support;
+mod widgets;
+
+mod config_and_startup;
+mod envelope;
+mod health_and_metrics;
+mod idempotency;
+mod jobs_and_outbox;
+mod middleware;
+mod pagination;
+mod rate_limits;
+mod shutdown;

@@ -1,0 +1,229 @@
+//! The test harness: a fresh database cloned from a migrated template, the
+//! real application on a random port, and an HTTP client.
+
+use std::{sync::OnceLock, time::Duration};
+
+use axum::Router;
+use rentify::app::Application;
+use rentify_platform::{PlatformState, config::Config, db};
+use reqwest::{Response, header::HeaderMap};
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::sync::oneshot;
+
+/// The server the tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else
+/// the local default; only its host and credentials matter.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/rentify".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL")
+        .or_else(|_| std::env::var("REDIS_URL"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+}
+
+fn url_for_database(name: &str) -> String {
+    let base = server_url();
+    let (prefix, rest) = base.split_once("://").expect("a URL");
+    let host = rest.split('/').next().unwrap_or(rest);
+    let query = base.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{prefix}://{host}/{name}{query}")
+}
+
+async fn admin() -> PgConnection {
+    PgConnection::connect(&url_for_database("postgres")).await.expect("PostgreSQL must be running (make test starts it)")
+}
+
+/// Name of the template for the current migrations: a new migration gives a
+/// new template, so a stale one is never used.
+fn template_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for migration in db::MIGRATOR.iter() {
+            migration.version.hash(&mut hasher);
+            migration.checksum.hash(&mut hasher);
+        }
+        format!("rentify_tpl_{:016x}", hasher.finish())
+    })
+}
+
+/// Creates (once per migration set, across processes) the migrated template.
+async fn ensure_template(admin: &mut PgConnection) {
+    let template = template_name();
+    // Serialise template creation across concurrently starting test processes.
+    admin.execute("SELECT pg_advisory_lock(74110001)").await.unwrap();
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(template)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap();
+    if !exists {
+        let building = format!("{template}_build");
+        admin.execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str()).await.unwrap();
+        admin.execute(format!("CREATE DATABASE {building}").as_str()).await.unwrap();
+        let pool = PgPool::connect(&url_for_database(&building)).await.unwrap();
+        db::migrate(&pool).await.expect("migrations apply to an empty database");
+        pool.close().await;
+        admin.execute(format!("ALTER DATABASE {building} RENAME TO {template}").as_str()).await.unwrap();
+    }
+    admin.execute("SELECT pg_advisory_unlock(74110001)").await.unwrap();
+}
+
+/// A new, migrated, empty database; dropped when the guard is.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let mut admin = admin().await;
+        ensure_template(&mut admin).await;
+        let name = format!("rentify_test_{}", uuid::Uuid::new_v4().simple());
+        // Cloning needs the template free of connections; serialise clones.
+        admin.execute("SELECT pg_advisory_lock(74110002)").await.unwrap();
+        let created = admin.execute(format!("CREATE DATABASE {name} TEMPLATE {}", template_name()).as_str()).await;
+        admin.execute("SELECT pg_advisory_unlock(74110002)").await.unwrap();
+        created.expect("clone the template");
+        Self { url: url_for_database(&name), name }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; use a private one on a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut admin = admin().await;
+                let _ = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A running application and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Last, so the server and pools are gone before the database is dropped.
+    pub database: TestDatabase,
+}
+
+pub struct TestAppBuilder {
+    vars: Vec<(String, String)>,
+    routes: Router<PlatformState>,
+}
+
+impl TestAppBuilder {
+    /// Sets an environment variable of the app's configuration.
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.vars.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn routes(mut self, routes: Router<PlatformState>) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let database = TestDatabase::create().await;
+        let mut vars = vec![
+            ("HOST".to_string(), "127.0.0.1".to_string()),
+            ("PORT".to_string(), "0".to_string()),
+            ("DATABASE_URL".to_string(), database.url.clone()),
+            ("DATABASE_MAX_CONNECTIONS".to_string(), "10".to_string()),
+            ("RATE_LIMITS".to_string(), "off".to_string()),
+            ("SHUTDOWN_GRACE_SECS".to_string(), "5".to_string()),
+        ];
+        vars.extend(self.vars);
+        // Later settings win, as in a shell environment.
+        let vars: std::collections::BTreeMap<String, String> = vars.into_iter().collect();
+        let config = Config::from_iter(vars).expect("valid test configuration");
+        let app = Application::build(config.clone()).await.expect("the app builds").with_extra_routes(self.routes);
+        let address = format!("http://{}", app.local_addr());
+        let db = app.state().db.clone();
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let _ = config;
+        TestApp { address, client, db, shutdown: Some(tx), server: Some(server), database }
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder { vars: Vec::new(), routes: Router::new() }
+    }
+
+    pub async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Starts the shutdown without waiting for it.
+    pub fn begin_stop(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().expect("server running")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Status, headers and JSON body of a response, for compact assertions.
+pub async fn parts(response: Response) -> (u16, HeaderMap, Value) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, body)
+}
+
+/// Asserts the error envelope and returns its code.
+pub fn error_code(body: &Value) -> &str {
+    let error = body.get("error").unwrap_or_else(|| panic!("no error envelope in {body}"));
+    assert!(error["message"].is_string(), "message missing in {body}");
+    assert!(error["details"].is_array(), "details missing in {body}");
+    error["code"].as_str().unwrap_or_else(|| panic!("no code in {body}"))
+}
