@@ -4,7 +4,8 @@
 # 1. brings up PostgreSQL/PostGIS, Redis and NATS (scripts/dev-services.sh);
 # 2. exports the connection URLs (also as TEST_* for the test harness);
 # 3. drops test databases left behind by earlier, interrupted runs;
-# 4. runs cargo nextest (or cargo test when nextest is not installed).
+# 4. installs the test tools (openapi-spec-validator, in a venv under ~/.cache);
+# 5. runs cargo nextest (or cargo test when nextest is not installed).
 #
 # Usage: scripts/test.sh [extra runner args...]   e.g. scripts/test.sh -E 'test(booking)'
 # The exit code is the test runner's.
@@ -22,6 +23,16 @@ export TEST_NATS_URL=${TEST_NATS_URL:-$NATS_URL}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/rentify-target}
 
 scripts/dev-services.sh
+
+# Tools the tests call: openapi-spec-validator (PyPI) checks that the generated
+# document is valid OpenAPI 3.1. Installed once into a venv outside the clone.
+venv=${RENTIFY_VENV:-$HOME/.cache/rentify-venv}
+if [[ ! -x $venv/bin/openapi-spec-validator ]]; then
+  echo "test.sh: installing openapi-spec-validator into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator
+fi
+export OPENAPI_SPEC_VALIDATOR=$venv/bin/openapi-spec-validator
 
 # Leftover per-test databases (rentify_test_*) from runs that were killed. Templates
 # (rentify_tpl_*) are kept on purpose: they are reused while migrations are unchanged.

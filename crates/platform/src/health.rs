@@ -19,7 +19,7 @@ pub struct Health {
 }
 
 /// The process is up and serving (no dependency is checked).
-#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn live() -> impl IntoResponse {
     Json(Health { status: "ok", checks: Default::default() })
 }
@@ -30,12 +30,16 @@ pub async fn live() -> impl IntoResponse {
     path = "/health/ready",
     tag = "operations",
     responses(
-        (status = 200, body = Health),
-        (status = 503, description = "`dependency_unavailable`, naming each failing dependency in `details`", body = crate::error::ErrorEnvelope)
+        (status = 200, description = "Every configured dependency answered", body = Health),
+        (status = 503, description = "`dependency_unavailable`, naming each failing dependency in `details`, or `draining` during shutdown", body = crate::error::ErrorEnvelope)
     )
 )]
 pub async fn ready(State(state): State<PlatformState>) -> Result<Json<Health>, ApiError> {
     const LIMIT: Duration = Duration::from_secs(2);
+    if state.is_draining() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "shutting down; send traffic elsewhere")
+            .with_retry_after(5));
+    }
     let mut checks = serde_json::Map::new();
     let mut failures = Vec::new();
 

@@ -1,6 +1,12 @@
 //! The platform's shared state: what every handler and middleware may need.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
@@ -22,6 +28,9 @@ pub struct PlatformState {
     /// Present when `REDIS_URL` is set; readiness checks it.
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: PrometheusHandle,
+    /// Set when shutdown begins, so readiness fails and load balancers stop
+    /// sending traffic while in-flight requests drain.
+    draining: Arc<AtomicBool>,
 }
 
 impl PlatformState {
@@ -52,7 +61,22 @@ impl PlatformState {
         } else {
             None
         };
-        Ok(Self { db, config: Arc::new(config), limiter, redis, metrics: metrics::install() })
+        Ok(Self {
+            db,
+            config: Arc::new(config),
+            limiter,
+            redis,
+            metrics: metrics::install(),
+            draining: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 }
 

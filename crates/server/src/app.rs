@@ -16,7 +16,12 @@ use crate::openapi;
 /// Every API route, with its OpenAPI description. Modules contribute their
 /// `OpenApiRouter`s here.
 pub fn api_routes() -> OpenApiRouter<PlatformState> {
-    OpenApiRouter::with_openapi(openapi::base())
+    OpenApiRouter::with_openapi(openapi::base()).merge(ops_routes())
+}
+
+/// Health and metrics: served by the API and by `rentify worker`.
+pub fn ops_routes() -> OpenApiRouter<PlatformState> {
+    OpenApiRouter::new()
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(http::metrics::render))
@@ -84,9 +89,11 @@ impl Application {
         let pool = state.db.clone();
         tracing::info!(addr = %listener.local_addr()?, docs = %format!("{}/docs", state.config.public_base_url), "serving the API");
         let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
+        let draining_state = state.clone();
         let app = router_with(state, extra).into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
+            draining_state.start_draining();
             let _ = draining_tx.send(true);
         });
         let server = tokio::spawn(async move { server.await });

@@ -1,23 +1,63 @@
 //! `rentify worker`: durable jobs and schedules (event consumers join in the
-//! events issue). Workers are stateless; run as many as needed.
+//! events issue). Workers are stateless; run as many as needed. A standalone
+//! worker also serves `/health/*` and `/metrics` on `PORT` for its probes.
 
-use std::future::Future;
+use std::{future::Future, net::SocketAddr};
 
 use rentify_platform::{
-    config::Config,
-    db,
+    PlatformState,
+    config::{Config, Switch},
+    db, http,
     jobs::{PlatformJobs, Workers},
 };
 
+/// Whether the worker serves its own health and metrics port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpsPort {
+    /// `rentify worker`: bind `HOST:PORT` for probes and scraping.
+    Serve,
+    /// `rentify all`: the API in the same process already serves them.
+    Shared,
+}
+
 /// Runs every job until `shutdown` resolves, then drains.
-pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run_until(config: Config, ops: OpsPort, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let pool = db::connect(&config).await?;
     let mut workers = Workers::new(config.worker_concurrency, config.job_poll_interval());
     let platform = PlatformJobs::build(pool.clone(), config.idempotency_ttl_hours).await?;
     platform.spawn(&mut workers);
+
+    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_server = match ops {
+        OpsPort::Serve => {
+            // Workers are not rate limited: only probes and scrapers call them.
+            let ops_config = Config { rate_limits: Switch::Off, ..config.clone() };
+            let state = PlatformState::build(ops_config, pool.clone()).await?;
+            let addr = SocketAddr::new(config.host, config.port);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot bind {addr} (HOST/PORT) for worker health: {e}"))?;
+            let (router, _) = crate::app::ops_routes().split_for_parts();
+            let router = http::apply(router, &state).with_state(state);
+            tracing::info!(%addr, "worker health and metrics served");
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = ops_stopped.await;
+                    })
+                    .await
+            }))
+        }
+        OpsPort::Shared => None,
+    };
+
     tracing::info!(concurrency = config.worker_concurrency, "workers running");
     shutdown.await;
     workers.shutdown(config.shutdown_grace()).await;
+    let _ = stop_ops.send(());
+    if let Some(server) = ops_server {
+        server.await??;
+    }
     pool.close().await;
     Ok(())
 }

@@ -53,3 +53,60 @@ async fn migrate_and_seed_run_twice_on_a_database() {
         }
     }
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `rentify <command>` on a free port, waits until `/health/ready`
+/// answers 200, checks `/metrics`, then stops it with SIGTERM and expects a
+/// clean exit: what an orchestrator does.
+async fn serves_probes_and_stops_cleanly(command: &str) {
+    let database = TestDatabase::create().await;
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rentify"))
+        .arg(command)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &database.url)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("SHUTDOWN_GRACE_SECS", "5")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("{base}/health/ready")).send().await
+            && response.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "`rentify {command}` never became ready");
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("http_requests_total"));
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("stops within the grace period")
+        .unwrap();
+    assert!(status.success(), "`rentify {command}` exited with {status}");
+}
+
+#[tokio::test]
+async fn worker_serves_its_probes_and_stops_on_sigterm() {
+    serves_probes_and_stops_cleanly("worker").await;
+}
+
+#[tokio::test]
+async fn all_serves_and_stops_on_sigterm() {
+    serves_probes_and_stops_cleanly("all").await;
+}

@@ -10,6 +10,7 @@ mod health_and_metrics;
 mod idempotency;
 mod jobs_and_outbox;
 mod middleware;
+mod openapi;
 mod pagination;
 mod rate_limits;
 mod shutdown;
