@@ -59,13 +59,22 @@ pub struct Config {
     #[serde(default)]
     pub rate_limits: Switch,
     /// `RATE_LIMIT_READ`: quota for GET/HEAD under `/v1`, e.g. `600/min`.
-    #[serde(default = "defaults::rate_limit_read", deserialize_with = "quota_vars::read")]
+    #[serde(
+        default = "defaults::rate_limit_read",
+        deserialize_with = "quota_vars::read"
+    )]
     pub rate_limit_read: Quota,
     /// `RATE_LIMIT_WRITE`: quota for other methods under `/v1`.
-    #[serde(default = "defaults::rate_limit_write", deserialize_with = "quota_vars::write")]
+    #[serde(
+        default = "defaults::rate_limit_write",
+        deserialize_with = "quota_vars::write"
+    )]
     pub rate_limit_write: Quota,
     /// `RATE_LIMIT_AUTH`: quota for `/v1/auth/*` (credential stuffing).
-    #[serde(default = "defaults::rate_limit_auth", deserialize_with = "quota_vars::auth")]
+    #[serde(
+        default = "defaults::rate_limit_auth",
+        deserialize_with = "quota_vars::auth"
+    )]
     pub rate_limit_auth: Quota,
     /// `RATE_LIMIT_BLOCK_AFTER`: denied requests within a minute after which
     /// a client is blocked outright, for 1 min, then 5, 15 and 60 min.
@@ -109,13 +118,16 @@ pub struct ConfigError(String);
 impl Config {
     /// Reads and validates the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_iter(std::env::vars())
+        Self::from_vars(std::env::vars())
     }
 
     /// Reads and validates the given variables; tests use this to build a
     /// configuration without touching the process environment.
-    pub fn from_iter(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let config: Config = envy::from_iter(vars).map_err(|e| ConfigError(describe_envy_error(e)))?;
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let config: Config =
+            envy::from_iter(vars).map_err(|e| ConfigError(describe_envy_error(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -123,30 +135,44 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let db = self.database_url.expose_secret();
         if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return Err(ConfigError("DATABASE_URL must start with postgres:// or postgresql://".into()));
+            return Err(ConfigError(
+                "DATABASE_URL must start with postgres:// or postgresql://".into(),
+            ));
         }
         if self.database_max_connections == 0 {
-            return Err(ConfigError("DATABASE_MAX_CONNECTIONS must be at least 1".into()));
+            return Err(ConfigError(
+                "DATABASE_MAX_CONNECTIONS must be at least 1".into(),
+            ));
         }
         if let Some(redis) = &self.redis_url
             && !redis.expose_secret().starts_with("redis://")
             && !redis.expose_secret().starts_with("rediss://")
         {
-            return Err(ConfigError("REDIS_URL must start with redis:// or rediss://".into()));
+            return Err(ConfigError(
+                "REDIS_URL must start with redis:// or rediss://".into(),
+            ));
         }
         if let Some(nats) = &self.nats_url
             && !nats.expose_secret().contains("://")
         {
-            return Err(ConfigError("NATS_URL must be a URL such as nats://127.0.0.1:4222".into()));
+            return Err(ConfigError(
+                "NATS_URL must be a URL such as nats://127.0.0.1:4222".into(),
+            ));
         }
         if self.request_timeout_secs == 0 {
-            return Err(ConfigError("REQUEST_TIMEOUT_SECS must be at least 1".into()));
+            return Err(ConfigError(
+                "REQUEST_TIMEOUT_SECS must be at least 1".into(),
+            ));
         }
         if self.idempotency_ttl_hours == 0 {
-            return Err(ConfigError("IDEMPOTENCY_TTL_HOURS must be at least 1".into()));
+            return Err(ConfigError(
+                "IDEMPOTENCY_TTL_HOURS must be at least 1".into(),
+            ));
         }
         if self.rate_limit_block_after == 0 {
-            return Err(ConfigError("RATE_LIMIT_BLOCK_AFTER must be at least 1".into()));
+            return Err(ConfigError(
+                "RATE_LIMIT_BLOCK_AFTER must be at least 1".into(),
+            ));
         }
         if self.worker_concurrency == 0 {
             return Err(ConfigError("WORKER_CONCURRENCY must be at least 1".into()));
@@ -196,7 +222,9 @@ where
     D: serde::Deserializer<'de>,
 {
     let value: Option<String> = Option::deserialize(deserializer)?;
-    Ok(value.filter(|v| !v.trim().is_empty()).map(SecretString::from))
+    Ok(value
+        .filter(|v| !v.trim().is_empty())
+        .map(SecretString::from))
 }
 
 fn comma_list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
@@ -204,7 +232,12 @@ where
     D: serde::Deserializer<'de>,
 {
     let value: String = String::deserialize(deserializer)?;
-    Ok(value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+    Ok(value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 /// Quota parsers that name their variable in the error (serde's custom
@@ -216,7 +249,8 @@ mod quota_vars {
 
     fn parse<'de, D: serde::Deserializer<'de>>(d: D, var: &str) -> Result<Quota, D::Error> {
         let raw = String::deserialize(d)?;
-        raw.parse().map_err(|e| serde::de::Error::custom(format!("{var}: {e}")))
+        raw.parse()
+            .map_err(|e| serde::de::Error::custom(format!("{var}: {e}")))
     }
     pub fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quota, D::Error> {
         parse(d, "RATE_LIMIT_READ")
@@ -285,12 +319,15 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_valid() {
-        let config = Config::from_iter(vars(&[])).unwrap();
+        let config = Config::from_vars(vars(&[])).unwrap();
         assert_eq!(config.port, 8080);
         assert_eq!(config.request_timeout(), Duration::from_secs(30));
         assert!(config.redis_url.is_none());
@@ -300,27 +337,39 @@ mod tests {
 
     #[test]
     fn a_bad_variable_is_named() {
-        let err = Config::from_iter(vars(&[("PORT", "eighty")])).unwrap_err().to_string();
+        let err = Config::from_vars(vars(&[("PORT", "eighty")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PORT"), "{err}");
-        let err = Config::from_iter(vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err().to_string();
+        let err = Config::from_vars(vars(&[("DATABASE_URL", "mysql://x")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("DATABASE_URL"), "{err}");
-        let err = Config::from_iter(vars(&[("RATE_LIMIT_READ", "lots")])).unwrap_err().to_string();
+        let err = Config::from_vars(vars(&[("RATE_LIMIT_READ", "lots")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RATE_LIMIT_READ"), "{err}");
-        let err = Config::from_iter(vars(&[("REDIS_URL", "localhost:6379")])).unwrap_err().to_string();
+        let err = Config::from_vars(vars(&[("REDIS_URL", "localhost:6379")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("REDIS_URL"), "{err}");
     }
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let config = Config::from_iter(vars(&[("DATABASE_URL", "postgres://u:hunter2@db/x")])).unwrap();
+        let config =
+            Config::from_vars(vars(&[("DATABASE_URL", "postgres://u:hunter2@db/x")])).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]
     fn empty_optional_urls_mean_unset_and_lists_split() {
-        let config = Config::from_iter(vars(&[
+        let config = Config::from_vars(vars(&[
             ("REDIS_URL", ""),
-            ("CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://a.example, https://b.example",
+            ),
             ("RATE_LIMITS", "off"),
         ]))
         .unwrap();

@@ -87,7 +87,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     /// Any status and code; prefer the named constructors below.
-    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             code: code.into(),
@@ -98,7 +102,10 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn bad_request(
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
@@ -116,7 +123,11 @@ impl ApiError {
 
     /// A single invalid field.
     pub fn invalid_field(field: &str, code: &str, message: impl Into<String>) -> Self {
-        Self::validation(vec![FieldError { field: field.into(), code: code.into(), message: message.into() }])
+        Self::validation(vec![FieldError {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        }])
     }
 
     pub fn unauthenticated(message: impl Into<Cow<'static, str>>) -> Self {
@@ -132,11 +143,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such resource")
     }
 
-    pub fn conflict(code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn conflict(
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
-    pub fn unavailable(code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn unavailable(
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
@@ -183,7 +200,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.message
+        )
     }
 }
 
@@ -191,16 +214,26 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             match &self.source {
-                Some(source) => tracing::error!(error.code = %self.code, error.cause = ?source, "request failed"),
-                None => tracing::error!(error.code = %self.code, error.message = %self.message, "request failed"),
+                Some(source) => {
+                    tracing::error!(error.code = %self.code, error.cause = ?source, "request failed")
+                }
+                None => {
+                    tracing::error!(error.code = %self.code, error.message = %self.message, "request failed")
+                }
             }
         }
         let envelope = ErrorEnvelope {
-            error: ErrorObject { code: self.code.into_owned(), message: self.message.into_owned(), details: self.details },
+            error: ErrorObject {
+                code: self.code.into_owned(),
+                message: self.message.into_owned(),
+                details: self.details,
+            },
         };
         let mut response = (self.status, Json(envelope)).into_response();
         if let Some(secs) = self.retry_after_secs {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -209,10 +242,11 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
-            sqlx::Error::PoolTimedOut => {
-                Self::unavailable(codes::SERVICE_UNAVAILABLE, "the database is saturated; retry shortly")
-                    .with_retry_after(1)
-            }
+            sqlx::Error::PoolTimedOut => Self::unavailable(
+                codes::SERVICE_UNAVAILABLE,
+                "the database is saturated; retry shortly",
+            )
+            .with_retry_after(1),
             _ => Self::internal(error),
         }
     }
@@ -233,17 +267,31 @@ pub fn envelope_for_status(status: StatusCode) -> ApiError {
         StatusCode::UNAUTHORIZED => (codes::UNAUTHENTICATED, "authentication is required"),
         StatusCode::FORBIDDEN => (codes::FORBIDDEN, "this action is not allowed"),
         StatusCode::NOT_FOUND => (codes::NOT_FOUND, "no such resource"),
-        StatusCode::METHOD_NOT_ALLOWED => (codes::METHOD_NOT_ALLOWED, "this method is not allowed on this resource"),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
-            (codes::REQUEST_TIMEOUT, "the request took too long and was abandoned")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => (codes::PAYLOAD_TOO_LARGE, "the request body is larger than 1 MiB"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            (codes::UNSUPPORTED_MEDIA_TYPE, "send the body as JSON with `Content-Type: application/json`")
-        }
+        StatusCode::METHOD_NOT_ALLOWED => (
+            codes::METHOD_NOT_ALLOWED,
+            "this method is not allowed on this resource",
+        ),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => (
+            codes::REQUEST_TIMEOUT,
+            "the request took too long and was abandoned",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            codes::PAYLOAD_TOO_LARGE,
+            "the request body is larger than 1 MiB",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            codes::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
         StatusCode::TOO_MANY_REQUESTS => (codes::RATE_LIMITED, "too many requests"),
-        StatusCode::SERVICE_UNAVAILABLE => (codes::SERVICE_UNAVAILABLE, "the service is temporarily unavailable"),
-        s if s.is_server_error() => (codes::INTERNAL_ERROR, "an internal error occurred; it has been logged"),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            codes::SERVICE_UNAVAILABLE,
+            "the service is temporarily unavailable",
+        ),
+        s if s.is_server_error() => (
+            codes::INTERNAL_ERROR,
+            "an internal error occurred; it has been logged",
+        ),
         _ => ("error", "the request failed"),
     };
     ApiError::new(status, code, message)
@@ -263,7 +311,10 @@ mod tests {
 
     #[tokio::test]
     async fn internal_errors_do_not_leak_their_cause() {
-        let (status, body) = body_of(ApiError::internal(anyhow::anyhow!("password=hunter2 at db.internal"))).await;
+        let (status, body) = body_of(ApiError::internal(anyhow::anyhow!(
+            "password=hunter2 at db.internal"
+        )))
+        .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"]["code"], "internal_error");
         assert!(!body.to_string().contains("hunter2"));
@@ -272,8 +323,16 @@ mod tests {
     #[tokio::test]
     async fn validation_lists_each_field() {
         let (status, body) = body_of(ApiError::validation(vec![
-            FieldError { field: "email".into(), code: "email".into(), message: "not an email".into() },
-            FieldError { field: "password".into(), code: "length".into(), message: "too short".into() },
+            FieldError {
+                field: "email".into(),
+                code: "email".into(),
+                message: "not an email".into(),
+            },
+            FieldError {
+                field: "password".into(),
+                code: "length".into(),
+                message: "too short".into(),
+            },
         ]))
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -51,7 +51,9 @@ where
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -64,9 +66,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-                ApiError::bad_request(codes::INVALID_JSON, format!("the body is not valid JSON: {inner}"))
-            }
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => ApiError::bad_request(
+                codes::INVALID_JSON,
+                format!("the body is not valid JSON: {inner}"),
+            ),
             serde_json::error::Category::Data => shape_error(&path, &inner.to_string()),
         }
     })
@@ -85,7 +90,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         let value: T = serde_path_to_error::deserialize(deserializer).map_err(|error| {
             let path = error.path().to_string();
             shape_error(&path, &error.into_inner().to_string())
@@ -116,10 +122,18 @@ where
 }
 
 fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -133,7 +147,10 @@ fn bytes_rejection(rejection: BytesRejection) -> ApiError {
 
 /// Maps serde's "missing field `x`" / "invalid type …" to a field error.
 fn shape_error(path: &str, message: &str) -> ApiError {
-    let (field, code) = if let Some(name) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+    let (field, code) = if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next())
+    {
         (join_path(path, name), "required")
     } else if message.starts_with("unknown field") {
         // serde_path_to_error's path already ends at the unknown field.
@@ -143,14 +160,30 @@ fn shape_error(path: &str, message: &str) -> ApiError {
     } else {
         (path.to_string(), "invalid_type")
     };
-    let field = if field.is_empty() || field == "." { "body".to_string() } else { field };
+    let field = if field.is_empty() || field == "." {
+        "body".to_string()
+    } else {
+        field
+    };
     // serde messages may end with " at line 1 column 5"; people do not need it.
-    let message = message.split(" at line ").next().unwrap_or(message).to_string();
-    ApiError::validation(vec![FieldError { field, code: code.into(), message }])
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_string();
+    ApiError::validation(vec![FieldError {
+        field,
+        code: code.into(),
+        message,
+    }])
 }
 
 fn join_path(parent: &str, name: &str) -> String {
-    if parent.is_empty() || parent == "." { name.to_string() } else { format!("{parent}.{name}") }
+    if parent.is_empty() || parent == "." {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
 }
 
 /// Flattens `validator`'s nested errors into one detail per field, with
@@ -164,12 +197,24 @@ pub fn validation_error(errors: ValidationErrors) -> ApiError {
 
 fn collect(errors: &ValidationErrors, prefix: String, out: &mut Vec<FieldError>) {
     for (field, kind) in errors.errors() {
-        let path = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
         match kind {
             ValidationErrorsKind::Field(list) => {
                 for error in list {
-                    let message = error.message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| default_message(error));
-                    out.push(FieldError { field: path.clone(), code: error.code.to_string(), message });
+                    let message = error
+                        .message
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| default_message(error));
+                    out.push(FieldError {
+                        field: path.clone(),
+                        code: error.code.to_string(),
+                        message,
+                    });
                 }
             }
             ValidationErrorsKind::Struct(inner) => collect(inner, path, out),
@@ -243,8 +288,10 @@ mod tests {
 
     #[test]
     fn rule_errors_are_flattened_with_paths() {
-        let value = parse_json::<Signup>(br#"{"email":"nope","password":"short","address":{"city":"toolongcity"}}"#)
-            .unwrap();
+        let value = parse_json::<Signup>(
+            br#"{"email":"nope","password":"short","address":{"city":"toolongcity"}}"#,
+        )
+        .unwrap();
         let err = validation_error(value.validate().unwrap_err());
         assert_eq!(err.code(), "validation_failed");
         let rendered = format!("{err:?}");

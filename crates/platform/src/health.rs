@@ -21,7 +21,10 @@ pub struct Health {
 /// The process is up and serving (no dependency is checked).
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn live() -> impl IntoResponse {
-    Json(Health { status: "ok", checks: Default::default() })
+    Json(Health {
+        status: "ok",
+        checks: Default::default(),
+    })
 }
 
 /// PostgreSQL (and Redis, when configured) answer within 2 s.
@@ -37,8 +40,12 @@ pub async fn live() -> impl IntoResponse {
 pub async fn ready(State(state): State<PlatformState>) -> Result<Json<Health>, ApiError> {
     const LIMIT: Duration = Duration::from_secs(2);
     if state.is_draining() {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "shutting down; send traffic elsewhere")
-            .with_retry_after(5));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "shutting down; send traffic elsewhere",
+        )
+        .with_retry_after(5));
     }
     let mut checks = serde_json::Map::new();
     let mut failures = Vec::new();
@@ -53,7 +60,8 @@ pub async fn ready(State(state): State<PlatformState>) -> Result<Json<Health>, A
     }
     if let Some(redis) = &state.redis {
         let mut conn = redis.clone();
-        let ping = tokio::time::timeout(LIMIT, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+        let ping =
+            tokio::time::timeout(LIMIT, redis::cmd("PING").query_async::<String>(&mut conn)).await;
         match ping {
             Ok(Ok(_)) => {
                 checks.insert("redis".into(), "ok".into());
@@ -64,7 +72,10 @@ pub async fn ready(State(state): State<PlatformState>) -> Result<Json<Health>, A
     }
 
     if failures.is_empty() {
-        return Ok(Json(Health { status: "ok", checks }));
+        return Ok(Json(Health {
+            status: "ok",
+            checks,
+        }));
     }
     let names: Vec<&str> = failures.iter().map(|(name, _)| *name).collect();
     let details = failures

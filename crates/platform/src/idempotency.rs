@@ -61,7 +61,11 @@ impl IdempotencyKey {
     /// For routes where a retry without a key would be dangerous (bookings).
     pub fn required(self) -> Result<String, ApiError> {
         self.0.ok_or_else(|| {
-            ApiError::invalid_field("Idempotency-Key", "required", "this request requires an `Idempotency-Key` header")
+            ApiError::invalid_field(
+                "Idempotency-Key",
+                "required",
+                "this request requires an `Idempotency-Key` header",
+            )
         })
     }
 }
@@ -114,10 +118,11 @@ pub async fn begin(
     };
     let fingerprint = fingerprint(&scope);
 
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7411))")
-        .bind(format!("{}\u{1f}{key}", scope.principal))
-        .fetch_one(&mut *tx)
-        .await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7411))")
+            .bind(format!("{}\u{1f}{key}", scope.principal))
+            .fetch_one(&mut *tx)
+            .await?;
     if !locked {
         return Err(ApiError::conflict(
             codes::IDEMPOTENCY_KEY_IN_PROGRESS,
@@ -145,7 +150,9 @@ pub async fn begin(
         Some((_, status, body)) => {
             let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
             let mut response = (status, Json(body)).into_response();
-            response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
             Ok(Begin::Replay(response))
         }
         None => Ok(Begin::Proceed(Pending {
@@ -196,10 +203,12 @@ impl Pending {
 
 /// Deletes keys older than the TTL; run hourly by a job.
 pub async fn purge_expired(conn: &mut PgConnection, ttl_hours: u32) -> sqlx::Result<u64> {
-    let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(hours => $1)")
-        .bind(ttl_hours as i32)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(hours => $1)",
+    )
+    .bind(ttl_hours as i32)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected())
 }
 
@@ -221,7 +230,12 @@ mod tests {
     use serde_json::json;
 
     fn scope<'a>(path: &'a str, body: &'a serde_json::Value) -> Scope<'a> {
-        Scope { principal: "u1", method: "POST", path, body }
+        Scope {
+            principal: "u1",
+            method: "POST",
+            path,
+            body,
+        }
     }
 
     #[test]
@@ -229,8 +243,17 @@ mod tests {
         let a = json!({"a": 1, "b": [1, 2]});
         let b: serde_json::Value = serde_json::from_str(r#"{ "b": [1,2], "a": 1 }"#).unwrap();
         let c = json!({"a": 2, "b": [1, 2]});
-        assert_eq!(fingerprint(&scope("/v1/x", &a)), fingerprint(&scope("/v1/x", &b)));
-        assert_ne!(fingerprint(&scope("/v1/x", &a)), fingerprint(&scope("/v1/x", &c)));
-        assert_ne!(fingerprint(&scope("/v1/x", &a)), fingerprint(&scope("/v1/y", &a)));
+        assert_eq!(
+            fingerprint(&scope("/v1/x", &a)),
+            fingerprint(&scope("/v1/x", &b))
+        );
+        assert_ne!(
+            fingerprint(&scope("/v1/x", &a)),
+            fingerprint(&scope("/v1/x", &c))
+        );
+        assert_ne!(
+            fingerprint(&scope("/v1/x", &a)),
+            fingerprint(&scope("/v1/y", &a))
+        );
     }
 }

@@ -26,7 +26,12 @@ impl Workers {
     /// new tasks wake workers at once (LISTEN/NOTIFY), but a task that
     /// becomes due later is only seen on the next poll.
     pub fn new(concurrency: usize, poll_interval: Duration) -> Self {
-        Self { token: CancellationToken::new(), tasks: JoinSet::new(), concurrency, poll_interval }
+        Self {
+            token: CancellationToken::new(),
+            tasks: JoinSet::new(),
+            concurrency,
+            poll_interval,
+        }
     }
 
     /// Starts `job`'s worker (up to `concurrency` tasks at once) and its
@@ -57,9 +62,15 @@ impl Workers {
     /// Stops taking new tasks and waits up to `grace` for running ones.
     pub async fn shutdown(mut self, grace: Duration) {
         self.token.cancel();
-        let drained = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
         if drained.is_err() {
-            tracing::warn!(grace_secs = grace.as_secs(), "job workers did not stop in time; aborting them");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "job workers did not stop in time; aborting them"
+            );
             self.tasks.abort_all();
         }
     }
@@ -92,9 +103,16 @@ impl PlatformJobs {
             .await?;
         let hourly = "0 0 * * * *[UTC]".parse()?;
         purge_idempotency_keys
-            .schedule(&hourly, &PurgeIdempotencyKeys { ttl_hours: idempotency_ttl_hours })
+            .schedule(
+                &hourly,
+                &PurgeIdempotencyKeys {
+                    ttl_hours: idempotency_ttl_hours,
+                },
+            )
             .await?;
-        Ok(Self { purge_idempotency_keys })
+        Ok(Self {
+            purge_idempotency_keys,
+        })
     }
 
     pub fn spawn(&self, workers: &mut Workers) {

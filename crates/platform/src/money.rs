@@ -21,7 +21,8 @@ impl Currency {
     /// a listing may use is a business rule of the modules.
     pub fn parse(code: &str) -> Option<Self> {
         let bytes = code.as_bytes();
-        (bytes.len() == 3 && bytes.iter().all(u8::is_ascii_uppercase)).then(|| Self([bytes[0], bytes[1], bytes[2]]))
+        (bytes.len() == 3 && bytes.iter().all(u8::is_ascii_uppercase))
+            .then(|| Self([bytes[0], bytes[1], bytes[2]]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -45,8 +46,9 @@ impl Serialize for Currency {
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let code = String::deserialize(d)?;
-        Currency::parse(&code)
-            .ok_or_else(|| serde::de::Error::custom(format!("`{code}` is not an ISO 4217 currency code")))
+        Currency::parse(&code).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{code}` is not an ISO 4217 currency code"))
+        })
     }
 }
 
@@ -59,7 +61,10 @@ impl Money {
     /// or overflow, which callers must treat as a bug or a bad input.
     pub fn checked_add(self, other: Money) -> Option<Money> {
         (self.currency == other.currency).then_some(())?;
-        Some(Money::new(self.amount.checked_add(other.amount)?, self.currency))
+        Some(Money::new(
+            self.amount.checked_add(other.amount)?,
+            self.currency,
+        ))
     }
 }
 
@@ -73,15 +78,24 @@ mod tests {
         assert!(Currency::parse("eur").is_none());
         assert!(Currency::parse("EURO").is_none());
         assert!(serde_json::from_str::<Currency>("\"US\"").is_err());
-        assert_eq!(serde_json::to_string(&Currency::parse("USD").unwrap()).unwrap(), "\"USD\"");
+        assert_eq!(
+            serde_json::to_string(&Currency::parse("USD").unwrap()).unwrap(),
+            "\"USD\""
+        );
     }
 
     #[test]
     fn adding_different_currencies_is_refused() {
         let eur = Currency::parse("EUR").unwrap();
         let usd = Currency::parse("USD").unwrap();
-        assert_eq!(Money::new(1, eur).checked_add(Money::new(2, eur)), Some(Money::new(3, eur)));
+        assert_eq!(
+            Money::new(1, eur).checked_add(Money::new(2, eur)),
+            Some(Money::new(3, eur))
+        );
         assert_eq!(Money::new(1, eur).checked_add(Money::new(2, usd)), None);
-        assert_eq!(Money::new(i64::MAX, eur).checked_add(Money::new(1, eur)), None);
+        assert_eq!(
+            Money::new(i64::MAX, eur).checked_add(Money::new(1, eur)),
+            None
+        );
     }
 }

@@ -21,7 +21,10 @@ pub struct NewEvent<'a, P: Serialize> {
 }
 
 /// Records `event` on `conn`, which must be the caller's open transaction.
-pub async fn record<P: Serialize>(conn: &mut PgConnection, event: NewEvent<'_, P>) -> anyhow::Result<Uuid> {
+pub async fn record<P: Serialize>(
+    conn: &mut PgConnection,
+    event: NewEvent<'_, P>,
+) -> anyhow::Result<Uuid> {
     let id = new_id();
     let payload = serde_json::to_value(&event.payload)?;
     sqlx::query(

@@ -44,7 +44,12 @@ impl<K: Serialize + DeserializeOwned> Cursor<K> {
     }
 
     pub fn decode(raw: &str) -> Result<Self, ApiError> {
-        let invalid = || ApiError::bad_request(codes::INVALID_CURSOR, "`cursor` is not a cursor this list returned");
+        let invalid = || {
+            ApiError::bad_request(
+                codes::INVALID_CURSOR,
+                "`cursor` is not a cursor this list returned",
+            )
+        };
         if raw.len() > 512 {
             return Err(invalid());
         }
@@ -66,7 +71,11 @@ impl PageParams {
 
     /// The decoded cursor, if any; a malformed one is a 400 `invalid_cursor`.
     pub fn after<K: Serialize + DeserializeOwned>(&self) -> Result<Option<Cursor<K>>, ApiError> {
-        self.cursor.as_deref().filter(|c| !c.is_empty()).map(Cursor::decode).transpose()
+        self.cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(Cursor::decode)
+            .transpose()
     }
 }
 
@@ -92,12 +101,26 @@ impl<T> Page<T> {
         let limit = params.limit() as usize;
         let has_more = rows.len() > limit;
         rows.truncate(limit);
-        let next_cursor = if has_more { rows.last().map(|row| cursor_of(row).encode()) } else { None };
-        Self { object: "list", data: rows, has_more, next_cursor }
+        let next_cursor = if has_more {
+            rows.last().map(|row| cursor_of(row).encode())
+        } else {
+            None
+        };
+        Self {
+            object: "list",
+            data: rows,
+            has_more,
+            next_cursor,
+        }
     }
 
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page { object: self.object, data: self.data.into_iter().map(f).collect(), has_more: self.has_more, next_cursor: self.next_cursor }
+        Page {
+            object: self.object,
+            data: self.data.into_iter().map(f).collect(),
+            has_more: self.has_more,
+            next_cursor: self.next_cursor,
+        }
     }
 }
 
@@ -108,7 +131,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_rejected() {
-        let cursor = Cursor::new(DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(), Uuid::now_v7());
+        let cursor = Cursor::new(
+            DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
+            Uuid::now_v7(),
+        );
         let decoded = Cursor::<DateTime<Utc>>::decode(&cursor.encode()).unwrap();
         assert_eq!(decoded, cursor);
         for bad in ["", "%%%", "bm90IGpzb24", &"A".repeat(600)] {
@@ -122,7 +148,10 @@ mod tests {
 
     #[test]
     fn pages_report_more_only_when_an_extra_row_came_back() {
-        let params = PageParams { limit: Some(2), cursor: None };
+        let params = PageParams {
+            limit: Some(2),
+            cursor: None,
+        };
         let ids: Vec<(i64, Uuid)> = (0..3).map(|n| (n, Uuid::now_v7())).collect();
         let page = Page::from_rows(ids.clone(), &params, |(k, id)| Cursor::new(*k, *id));
         assert!(page.has_more);
@@ -137,6 +166,13 @@ mod tests {
     #[test]
     fn limit_defaults_and_is_bounded() {
         assert_eq!(PageParams::default().limit(), 20);
-        assert_eq!(PageParams { limit: Some(50), cursor: None }.fetch_limit(), 51);
+        assert_eq!(
+            PageParams {
+                limit: Some(50),
+                cursor: None
+            }
+            .fetch_limit(),
+            51
+        );
     }
 }

@@ -36,7 +36,10 @@ pub struct PlatformState {
 impl PlatformState {
     /// Connects the optional stores named by the configuration.
     pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
-        let policy = PenaltyPolicy { strikes_to_block: config.rate_limit_block_after, ..PenaltyPolicy::default() };
+        let policy = PenaltyPolicy {
+            strikes_to_block: config.rate_limit_block_after,
+            ..PenaltyPolicy::default()
+        };
         let redis = match &config.redis_url {
             Some(url) => {
                 let client = redis::Client::open(url.expose_secret())?;

@@ -61,13 +61,21 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = db::connect(&config).await?;
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind {addr} (HOST/PORT): {e}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind {addr} (HOST/PORT): {e}"))?;
         let state = PlatformState::build(config, pool).await?;
-        Ok(Self { listener, state, extra: Router::new() })
+        Ok(Self {
+            listener,
+            state,
+            extra: Router::new(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &PlatformState {
@@ -83,8 +91,15 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish (up to `SHUTDOWN_GRACE_SECS`) and closes the pool.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, state, extra } = self;
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            extra,
+        } = self;
         let grace = state.config.shutdown_grace();
         let pool = state.db.clone();
         tracing::info!(addr = %listener.local_addr()?, docs = %format!("{}/docs", state.config.public_base_url), "serving the API");

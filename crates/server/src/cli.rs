@@ -40,8 +40,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
     match cli.command {
-        Command::Serve => Application::build(config).await?.run_until(shutdown_signal()).await,
-        Command::Worker => worker::run_until(config, worker::OpsPort::Serve, shutdown_signal()).await,
+        Command::Serve => {
+            Application::build(config)
+                .await?
+                .run_until(shutdown_signal())
+                .await
+        }
+        Command::Worker => {
+            worker::run_until(config, worker::OpsPort::Serve, shutdown_signal()).await
+        }
         Command::All => {
             let pool = db::connect(&config).await?;
             db::migrate(&pool).await?;
@@ -49,9 +56,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(config.clone()).await?;
             let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
             let mut stop_worker = stop_api.subscribe();
-            let worker = tokio::spawn(worker::run_until(config, worker::OpsPort::Shared, async move {
-                let _ = stop_worker.changed().await;
-            }));
+            let worker = tokio::spawn(worker::run_until(
+                config,
+                worker::OpsPort::Shared,
+                async move {
+                    let _ = stop_worker.changed().await;
+                },
+            ));
             let mut api_stopped_rx = api_stopped;
             let api = app.run_until(async move {
                 shutdown_signal().await;

@@ -21,7 +21,11 @@ pub enum OpsPort {
 }
 
 /// Runs every job until `shutdown` resolves, then drains.
-pub async fn run_until(config: Config, ops: OpsPort, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run_until(
+    config: Config,
+    ops: OpsPort,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let pool = db::connect(&config).await?;
     let mut workers = Workers::new(config.worker_concurrency, config.job_poll_interval());
     let platform = PlatformJobs::build(pool.clone(), config.idempotency_ttl_hours).await?;
@@ -31,12 +35,15 @@ pub async fn run_until(config: Config, ops: OpsPort, shutdown: impl Future<Outpu
     let ops_server = match ops {
         OpsPort::Serve => {
             // Workers are not rate limited: only probes and scrapers call them.
-            let ops_config = Config { rate_limits: Switch::Off, ..config.clone() };
+            let ops_config = Config {
+                rate_limits: Switch::Off,
+                ..config.clone()
+            };
             let state = PlatformState::build(ops_config, pool.clone()).await?;
             let addr = SocketAddr::new(config.host, config.port);
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot bind {addr} (HOST/PORT) for worker health: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot bind {addr} (HOST/PORT) for worker health: {e}")
+            })?;
             let (router, _) = crate::app::ops_routes().split_for_parts();
             let router = http::apply(router, &state).with_state(state);
             tracing::info!(%addr, "worker health and metrics served");

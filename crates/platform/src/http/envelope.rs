@@ -15,7 +15,11 @@ use crate::error::{ApiError, envelope_for_status};
 
 /// The fallback of the whole router: 404 `not_found`.
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, crate::error::codes::NOT_FOUND, "no route matches this path")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        crate::error::codes::NOT_FOUND,
+        "no route matches this path",
+    )
 }
 
 /// Replaces an error response that is not JSON with the envelope for its
@@ -30,7 +34,9 @@ pub async fn ensure_envelope(request: Request, next: Next) -> Response {
     let mut replacement = envelope_for_status(status).into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            replacement.headers_mut().insert(name.clone(), value.clone());
+            replacement
+                .headers_mut()
+                .insert(name.clone(), value.clone());
         }
     }
     replacement
@@ -51,7 +57,10 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("non-string panic payload");
-    let mut response = ApiError::internal(anyhow::anyhow!("handler panicked: {message}")).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response =
+        ApiError::internal(anyhow::anyhow!("handler panicked: {message}")).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

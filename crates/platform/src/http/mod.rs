@@ -27,13 +27,18 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn apply(router: Router<PlatformState>, state: &PlatformState) -> Router<PlatformState> {
     let config = &state.config;
     // `layer` wraps: the last one added runs first on the way in.
-    router
-        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::rate_limit))
-        .layer(security::headers())
+    let router = router.layer(middleware::from_fn_with_state(
+        state.clone(),
+        ratelimit::rate_limit,
+    ));
+    security::headers(router)
         .layer(security::cors(&config.cors_allowed_origins))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.request_timeout()))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            config.request_timeout(),
+        ))
         .layer(CatchPanicLayer::custom(envelope::panic_response))
         .layer(middleware::from_fn(envelope::ensure_envelope))
         .layer(middleware::from_fn(metrics::track))

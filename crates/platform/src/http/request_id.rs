@@ -36,7 +36,11 @@ pub fn request_id_of<B>(request: &Request<B>) -> String {
 /// The span every log line of a request belongs to. `user.id` is recorded
 /// later by the authentication extractor.
 pub fn make_span<B>(request: &Request<B>) -> Span {
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     tracing::info_span!(
         "request",
         request_id = %request_id_of(request),

@@ -1,33 +1,31 @@
 //! Security headers and CORS.
 
-use axum::http::{HeaderName, HeaderValue, Method, header};
-use tower::ServiceBuilder;
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, Method, header},
+};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     set_header::SetResponseHeaderLayer,
 };
 
-/// Conservative defaults for a JSON API; a route that serves HTML (`/docs`)
-/// sets its own `Content-Security-Policy`, which is then kept.
-pub fn headers() -> ServiceBuilder<
-    tower::layer::util::Stack<
-        SetResponseHeaderLayer<HeaderValue>,
-        tower::layer::util::Stack<
-            SetResponseHeaderLayer<HeaderValue>,
-            tower::layer::util::Stack<
-                SetResponseHeaderLayer<HeaderValue>,
-                tower::layer::util::Stack<
-                    SetResponseHeaderLayer<HeaderValue>,
-                    tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, tower::layer::util::Identity>,
-                >,
-            >,
-        >,
-    >,
-> {
-    ServiceBuilder::new()
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+/// Adds conservative security headers for a JSON API to every response of
+/// `router`; a route that serves HTML (`/docs`) sets its own
+/// `Content-Security-Policy`, which is then kept.
+pub fn headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),
@@ -48,7 +46,13 @@ pub fn cors(origins: &[String]) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -21,7 +21,11 @@ pub struct RateLimitSubject(pub String);
 /// Middleware: decides, answers 429 in the envelope when denied, and adds the
 /// `RateLimit-*` headers either way. If the store fails (Redis down) the
 /// request is let through and the failure logged: availability first.
-pub async fn rate_limit(State(state): State<PlatformState>, request: Request, next: Next) -> Response {
+pub async fn rate_limit(
+    State(state): State<PlatformState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(limiter) = state.limiter.as_ref() else {
         return next.run(request).await;
     };
@@ -30,7 +34,10 @@ pub async fn rate_limit(State(state): State<PlatformState>, request: Request, ne
     };
     let client = match request.extensions().get::<RateLimitSubject>() {
         Some(subject) => subject.0.clone(),
-        None => format!("ip:{}", client_ip(&request, state.config.trust_proxy_headers)),
+        None => format!(
+            "ip:{}",
+            client_ip(&request, state.config.trust_proxy_headers)
+        ),
     };
     let decision = match limiter.check(group, &client).await {
         Ok(decision) => decision,
@@ -50,10 +57,14 @@ pub async fn rate_limit(State(state): State<PlatformState>, request: Request, ne
         } else {
             "too many requests; slow down"
         };
-        ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message)
-            .with_detail(serde_json::json!({"group": group.name(), "blocked": decision.blocked}))
-            .with_retry_after(ceil_secs(retry))
-            .into_response()
+        ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            message,
+        )
+        .with_detail(serde_json::json!({"group": group.name(), "blocked": decision.blocked}))
+        .with_retry_after(ceil_secs(retry))
+        .into_response()
     };
     set_headers(response.headers_mut(), &decision);
     response
@@ -62,7 +73,10 @@ pub async fn rate_limit(State(state): State<PlatformState>, request: Request, ne
 fn set_headers(headers: &mut HeaderMap, decision: &super::Decision) {
     headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
     headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(ceil_secs(decision.reset_after)));
+    headers.insert(
+        "ratelimit-reset",
+        HeaderValue::from(ceil_secs(decision.reset_after)),
+    );
 }
 
 fn ceil_secs(duration: std::time::Duration) -> u64 {

@@ -14,7 +14,8 @@ use governor::{
 
 use super::{Decision, Group, PenaltyPolicy, Quota, RateLimitStore};
 
-type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 /// In-process limits: `governor`'s keyed GCRA per (group, quota), plus the
 /// penalty box. Limits are per process; set `REDIS_URL` to share them.
@@ -50,24 +51,36 @@ impl MemoryStore {
             .entry((group, quota))
             .or_insert_with(|| {
                 let burst = NonZeroU32::new(quota.limit).unwrap_or(NonZeroU32::MIN);
-                let gq = governor::Quota::with_period(quota.interval().max(Duration::from_nanos(1)))
-                    .expect("a non-zero interval")
-                    .allow_burst(burst);
-                std::sync::Arc::new(RateLimiter::keyed(gq).with_middleware::<StateInformationMiddleware>())
+                let gq =
+                    governor::Quota::with_period(quota.interval().max(Duration::from_nanos(1)))
+                        .expect("a non-zero interval")
+                        .allow_burst(burst);
+                std::sync::Arc::new(
+                    RateLimiter::keyed(gq).with_middleware::<StateInformationMiddleware>(),
+                )
             })
             .clone()
     }
 
     /// Forgets idle clients; called by the server every minute.
     pub fn sweep(&self) {
-        for limiter in self.limiters.lock().unwrap_or_else(|e| e.into_inner()).values() {
+        for limiter in self
+            .limiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
             limiter.retain_recent();
         }
         let now = Instant::now();
         let memory = self.policy.memory;
-        self.offenders.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, o| {
-            o.blocked_until.is_some_and(|until| until > now) || o.last_block.is_some_and(|at| now - at < memory)
-        });
+        self.offenders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, o| {
+                o.blocked_until.is_some_and(|until| until > now)
+                    || o.last_block.is_some_and(|at| now - at < memory)
+            });
     }
 }
 
@@ -78,26 +91,50 @@ impl RateLimitStore for MemoryStore {
         let now = Instant::now();
         {
             let offenders = self.offenders.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(until) = offenders.get(&key).and_then(|o| o.blocked_until).filter(|until| *until > now) {
+            if let Some(until) = offenders
+                .get(&key)
+                .and_then(|o| o.blocked_until)
+                .filter(|until| *until > now)
+            {
                 let wait = until - now;
-                return Ok(Decision { allowed: false, limit: quota.limit, remaining: 0, reset_after: wait, retry_after: Some(wait), blocked: true });
+                return Ok(Decision {
+                    allowed: false,
+                    limit: quota.limit,
+                    remaining: 0,
+                    reset_after: wait,
+                    retry_after: Some(wait),
+                    blocked: true,
+                });
             }
         }
         match self.limiter(group, quota).check_key(&key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let reset_after = quota.interval() * (quota.limit - remaining.min(quota.limit));
-                Ok(Decision { allowed: true, limit: quota.limit, remaining, reset_after, retry_after: None, blocked: false })
+                Ok(Decision {
+                    allowed: true,
+                    limit: quota.limit,
+                    remaining,
+                    reset_after,
+                    retry_after: None,
+                    blocked: false,
+                })
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 let mut offenders = self.offenders.lock().unwrap_or_else(|e| e.into_inner());
                 let offender = offenders.entry(key).or_default();
-                if offender.window_started.is_none_or(|start| now - start > self.policy.strike_window) {
+                if offender
+                    .window_started
+                    .is_none_or(|start| now - start > self.policy.strike_window)
+                {
                     offender.window_started = Some(now);
                     offender.strikes = 0;
                 }
-                if offender.last_block.is_some_and(|at| now - at > self.policy.memory) {
+                if offender
+                    .last_block
+                    .is_some_and(|at| now - at > self.policy.memory)
+                {
                     offender.level = 0;
                 }
                 offender.strikes += 1;
@@ -108,10 +145,24 @@ impl RateLimitStore for MemoryStore {
                     let block = self.policy.block_for(offender.level);
                     offender.blocked_until = Some(now + block);
                     offender.last_block = Some(now);
-                    return Ok(Decision { allowed: false, limit: quota.limit, remaining: 0, reset_after: block, retry_after: Some(block), blocked: true });
+                    return Ok(Decision {
+                        allowed: false,
+                        limit: quota.limit,
+                        remaining: 0,
+                        reset_after: block,
+                        retry_after: Some(block),
+                        blocked: true,
+                    });
                 }
                 let reset_after = quota.interval() * quota.limit;
-                Ok(Decision { allowed: false, limit: quota.limit, remaining: 0, reset_after: reset_after.max(wait), retry_after: Some(wait), blocked: false })
+                Ok(Decision {
+                    allowed: false,
+                    limit: quota.limit,
+                    remaining: 0,
+                    reset_after: reset_after.max(wait),
+                    retry_after: Some(wait),
+                    blocked: false,
+                })
             }
         }
     }

@@ -61,7 +61,10 @@ impl PenaltyPolicy {
     /// Block length for the `level`-th block (1-based), capped at the last.
     pub fn block_for(&self, level: u32) -> Duration {
         let index = (level.max(1) as usize - 1).min(self.blocks.len().saturating_sub(1));
-        self.blocks.get(index).copied().unwrap_or(Duration::from_secs(60))
+        self.blocks
+            .get(index)
+            .copied()
+            .unwrap_or(Duration::from_secs(60))
     }
 }
 
@@ -90,7 +93,10 @@ impl Group {
         }
         if path.starts_with("/v1/auth/") {
             Some(Group::Auth)
-        } else if method == http::Method::GET || method == http::Method::HEAD || method == http::Method::OPTIONS {
+        } else if method == http::Method::GET
+            || method == http::Method::HEAD
+            || method == http::Method::OPTIONS
+        {
             Some(Group::Read)
         } else {
             Some(Group::Write)
@@ -115,7 +121,12 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(store: Arc<dyn RateLimitStore>, config: &Config) -> Self {
-        Self { store, read: config.rate_limit_read, write: config.rate_limit_write, auth: config.rate_limit_auth }
+        Self {
+            store,
+            read: config.rate_limit_read,
+            write: config.rate_limit_write,
+            auth: config.rate_limit_auth,
+        }
     }
 
     pub fn quota(&self, group: Group) -> Quota {

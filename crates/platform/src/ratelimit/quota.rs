@@ -11,7 +11,10 @@ pub struct Quota {
 
 impl Quota {
     pub fn per_minute(limit: u32) -> Self {
-        Self { limit, period: Duration::from_secs(60) }
+        Self {
+            limit,
+            period: Duration::from_secs(60),
+        }
     }
 
     /// GCRA's emission interval: one request's worth of time.
@@ -30,7 +33,11 @@ impl FromStr for Quota {
         let per = per.trim();
         let split = per.find(|c: char| !c.is_ascii_digit()).unwrap_or(per.len());
         let (count, unit) = per.split_at(split);
-        let count: u64 = if count.is_empty() { 1 } else { count.parse().map_err(|_| bad())? };
+        let count: u64 = if count.is_empty() {
+            1
+        } else {
+            count.parse().map_err(|_| bad())?
+        };
         let unit_secs = match unit {
             "s" | "sec" | "second" => 1,
             "m" | "min" | "minute" => 60,
@@ -41,13 +48,18 @@ impl FromStr for Quota {
         if limit == 0 || count == 0 {
             return Err(bad());
         }
-        Ok(Self { limit, period: Duration::from_secs(count * unit_secs) })
+        Ok(Self {
+            limit,
+            period: Duration::from_secs(count * unit_secs),
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for Quota {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -58,9 +70,18 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         assert_eq!("600/min".parse::<Quota>().unwrap(), Quota::per_minute(600));
-        assert_eq!("10/s".parse::<Quota>().unwrap().period, Duration::from_secs(1));
-        assert_eq!("100/30s".parse::<Quota>().unwrap().period, Duration::from_secs(30));
-        assert_eq!("5/hour".parse::<Quota>().unwrap().period, Duration::from_secs(3600));
+        assert_eq!(
+            "10/s".parse::<Quota>().unwrap().period,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            "100/30s".parse::<Quota>().unwrap().period,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            "5/hour".parse::<Quota>().unwrap().period,
+            Duration::from_secs(3600)
+        );
         for bad in ["", "10", "0/min", "10/fortnight", "x/min", "10/0s"] {
             assert!(bad.parse::<Quota>().is_err(), "{bad}");
         }

@@ -56,8 +56,15 @@ impl RedisStore {
     /// Connects (with automatic reconnection) to `url`.
     pub async fn connect(url: &str, policy: PenaltyPolicy) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await.map_err(|e| anyhow::anyhow!("cannot connect to Redis (REDIS_URL): {e}"))?;
-        Ok(Self { conn, script: Script::new(SCRIPT), policy, prefix: "rentify:rl".into() })
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis (REDIS_URL): {e}"))?;
+        Ok(Self {
+            conn,
+            script: Script::new(SCRIPT),
+            policy,
+            prefix: "rentify:rl".into(),
+        })
     }
 }
 
@@ -68,7 +75,11 @@ impl RateLimitStore for RedisStore {
         let base = format!("{}:{{{}:{client}}}", self.prefix, group.name());
         let mut invocation = self.script.prepare_invoke();
         invocation
-            .key(format!("{base}:tat:{}:{}", quota.limit, quota.period.as_millis()))
+            .key(format!(
+                "{base}:tat:{}:{}",
+                quota.limit,
+                quota.period.as_millis()
+            ))
             .key(format!("{base}:strikes"))
             .key(format!("{base}:level"))
             .key(format!("{base}:block"))

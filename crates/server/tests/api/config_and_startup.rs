@@ -4,33 +4,53 @@ use crate::support::TestDatabase;
 
 fn rentify() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rentify"));
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("LOG_FORMAT", "json");
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LOG_FORMAT", "json");
     command
 }
 
 #[test]
 fn a_bad_variable_stops_start_up_naming_it() {
-    let output = rentify().arg("serve").env("PORT", "eighty").output().unwrap();
+    let output = rentify()
+        .arg("serve")
+        .env("PORT", "eighty")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PORT"), "{stderr}");
 
-    let output = rentify().arg("serve").env("RATE_LIMIT_WRITE", "fast").output().unwrap();
+    let output = rentify()
+        .arg("serve")
+        .env("RATE_LIMIT_WRITE", "fast")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && stderr.contains("RATE_LIMIT_WRITE"), "{stderr}");
+    assert!(
+        !output.status.success() && stderr.contains("RATE_LIMIT_WRITE"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn an_unreachable_database_is_reported_without_secrets() {
     let output = rentify()
         .arg("migrate")
-        .env("DATABASE_URL", "postgres://rentify:s3cret-pw@127.0.0.1:1/rentify")
+        .env(
+            "DATABASE_URL",
+            "postgres://rentify:s3cret-pw@127.0.0.1:1/rentify",
+        )
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}");
-    assert!(!stderr.contains("s3cret-pw"), "the password leaked: {stderr}");
+    assert!(
+        !stderr.contains("s3cret-pw"),
+        "the password leaked: {stderr}"
+    );
 }
 
 #[test]
@@ -48,14 +68,26 @@ async fn migrate_and_seed_run_twice_on_a_database() {
     let database = TestDatabase::create().await;
     for _ in 0..2 {
         for args in [&["migrate"][..], &["seed", "--demo"][..]] {
-            let output = rentify().args(args).env("DATABASE_URL", &database.url).output().unwrap();
-            assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+            let output = rentify()
+                .args(args)
+                .env("DATABASE_URL", &database.url)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `rentify <command>` on a free port, waits until `/health/ready`
@@ -90,10 +122,22 @@ async fn serves_probes_and_stops_cleanly(command: &str) {
     assert!(ready, "`rentify {command}` never became ready");
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
-    assert!(metrics.text().await.unwrap().contains("http_requests_total"));
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("http_requests_total")
+    );
 
     let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
         .await
         .expect("stops within the grace period")

@@ -10,31 +10,55 @@ async fn app() -> TestApp {
 }
 
 async fn widget_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM widgets").fetch_one(&app.db).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM widgets")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn a_retry_replays_the_first_response_without_a_second_effect() {
     let app = app().await;
     let key = [("idempotency-key", "k-1"), ("x-test-user", "alice")];
-    let (s1, h1, b1) = parts(app.post_json("/v1/widgets", &json!({"name": "lamp"}), &key).await).await;
-    let (s2, h2, b2) = parts(app.post_json("/v1/widgets", &json!({"name": "lamp"}), &key).await).await;
+    let (s1, h1, b1) = parts(
+        app.post_json("/v1/widgets", &json!({"name": "lamp"}), &key)
+            .await,
+    )
+    .await;
+    let (s2, h2, b2) = parts(
+        app.post_json("/v1/widgets", &json!({"name": "lamp"}), &key)
+            .await,
+    )
+    .await;
     assert_eq!((s1, s2), (201, 201));
     assert_eq!(b1, b2);
     assert!(h1.get("idempotent-replayed").is_none());
     assert_eq!(h2["idempotent-replayed"], "true");
     assert_eq!(widget_count(&app).await, 1);
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'widget.created'").fetch_one(&app.db).await.unwrap();
-    assert_eq!(events, 1, "the outbox event is written once, with the effect");
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'widget.created'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        events, 1,
+        "the outbox event is written once, with the effect"
+    );
 
     // The same key in another principal's space is a different request.
     let other = [("idempotency-key", "k-1"), ("x-test-user", "bob")];
-    let (s3, _, b3) = parts(app.post_json("/v1/widgets", &json!({"name": "lamp"}), &other).await).await;
+    let (s3, _, b3) = parts(
+        app.post_json("/v1/widgets", &json!({"name": "lamp"}), &other)
+            .await,
+    )
+    .await;
     assert_eq!(s3, 201);
     assert_ne!(b3["id"], b1["id"]);
     // Without a key, every request is new.
-    app.post_json("/v1/widgets", &json!({"name": "lamp"}), &[]).await;
-    app.post_json("/v1/widgets", &json!({"name": "lamp"}), &[]).await;
+    app.post_json("/v1/widgets", &json!({"name": "lamp"}), &[])
+        .await;
+    app.post_json("/v1/widgets", &json!({"name": "lamp"}), &[])
+        .await;
     assert_eq!(widget_count(&app).await, 4);
 }
 
@@ -42,8 +66,17 @@ async fn a_retry_replays_the_first_response_without_a_second_effect() {
 async fn the_same_key_with_another_body_is_422() {
     let app = app().await;
     let key = [("idempotency-key", "k-2")];
-    assert_eq!(app.post_json("/v1/widgets", &json!({"name": "lamp"}), &key).await.status(), 201);
-    let (status, _, body) = parts(app.post_json("/v1/widgets", &json!({"name": "sofa"}), &key).await).await;
+    assert_eq!(
+        app.post_json("/v1/widgets", &json!({"name": "lamp"}), &key)
+            .await
+            .status(),
+        201
+    );
+    let (status, _, body) = parts(
+        app.post_json("/v1/widgets", &json!({"name": "sofa"}), &key)
+            .await,
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (422, "idempotency_key_reused"));
     // Key order and whitespace do not make a body different.
     let same = app
@@ -83,7 +116,10 @@ async fn a_concurrent_request_with_a_key_in_flight_is_409() {
     let (first, second) = tokio::join!(first, second);
     assert_eq!(first.status(), 201);
     let (status, headers, body_json) = parts(second).await;
-    assert_eq!((status, error_code(&body_json)), (409, "idempotency_key_in_progress"));
+    assert_eq!(
+        (status, error_code(&body_json)),
+        (409, "idempotency_key_in_progress")
+    );
     assert!(headers.get("retry-after").is_some());
     // Once the first finished, the retry replays it.
     let retry = app.post_json("/v1/widgets", &body, &key).await;
@@ -117,20 +153,39 @@ async fn many_concurrent_retries_create_exactly_one_resource() {
 async fn a_failed_request_does_not_burn_the_key_and_expired_keys_are_forgotten() {
     let app = app().await;
     let key = [("idempotency-key", "k-4")];
-    let (status, _, _) = parts(app.post_json("/v1/widgets", &json!({"name": ""}), &key).await).await;
+    let (status, _, _) = parts(
+        app.post_json("/v1/widgets", &json!({"name": ""}), &key)
+            .await,
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(app.post_json("/v1/widgets", &json!({"name": "ok"}), &key).await.status(), 201);
+    assert_eq!(
+        app.post_json("/v1/widgets", &json!({"name": "ok"}), &key)
+            .await
+            .status(),
+        201
+    );
 
     // Past the TTL the key is new again (and the purge removes it).
-    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'").execute(&app.db).await.unwrap();
-    let again = app.post_json("/v1/widgets", &json!({"name": "ok"}), &key).await;
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let again = app
+        .post_json("/v1/widgets", &json!({"name": "ok"}), &key)
+        .await;
     assert_eq!(again.status(), 201);
     assert!(again.headers().get("idempotent-replayed").is_none());
     assert_eq!(widget_count(&app).await, 2);
 
-    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'").execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        .execute(&app.db)
+        .await
+        .unwrap();
     let mut conn = app.db.acquire().await.unwrap();
-    let purged = rentify_platform::idempotency::purge_expired(&mut conn, 24).await.unwrap();
+    let purged = rentify_platform::idempotency::purge_expired(&mut conn, 24)
+        .await
+        .unwrap();
     assert_eq!(purged, 1);
 }
 
@@ -138,7 +193,15 @@ async fn a_failed_request_does_not_burn_the_key_and_expired_keys_are_forgotten()
 async fn malformed_keys_are_rejected() {
     let app = app().await;
     let long = "k".repeat(256);
-    let (status, _, body) = parts(app.post_json("/v1/widgets", &json!({"name": "x"}), &[("idempotency-key", &long)]).await).await;
+    let (status, _, body) = parts(
+        app.post_json(
+            "/v1/widgets",
+            &json!({"name": "x"}),
+            &[("idempotency-key", &long)],
+        )
+        .await,
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (400, "validation_failed"));
     assert_eq!(body["error"]["details"][0]["field"], "Idempotency-Key");
 }

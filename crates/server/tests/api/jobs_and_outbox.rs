@@ -26,19 +26,32 @@ async fn events_exist_only_if_their_transaction_commits() {
     let mut tx = db.begin().await.unwrap();
     outbox::record(&mut tx, event()).await.unwrap();
     tx.rollback().await.unwrap();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&db).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(count, 0);
 
     let mut tx = db.begin().await.unwrap();
     let id = outbox::record(&mut tx, event()).await.unwrap();
     tx.commit().await.unwrap();
-    let (kind, position): (String, i64) = sqlx::query_as("SELECT type, position FROM events WHERE id = $1").bind(id).fetch_one(&db).await.unwrap();
+    let (kind, position): (String, i64) =
+        sqlx::query_as("SELECT type, position FROM events WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(kind, "booking.requested");
     assert!(position > 0);
 
     // The database refuses malformed event types.
     let mut tx = db.begin().await.unwrap();
-    let bad = NewEvent { event_type: "Not An Event", aggregate_type: "x", aggregate_id: "1".into(), payload: () };
+    let bad = NewEvent {
+        event_type: "Not An Event",
+        aggregate_type: "x",
+        aggregate_id: "1".into(),
+        payload: (),
+    };
     assert!(outbox::record(&mut tx, bad).await.is_err());
 }
 
@@ -50,17 +63,28 @@ struct Mark {
 }
 
 async fn marking_job(db: PgPool) -> Job<Mark, ()> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS marks (label text, attempt int)").execute(&db).await.unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS marks (label text, attempt int)")
+        .execute(&db)
+        .await
+        .unwrap();
     Job::builder()
         .step(|mut cx, mark: Mark| async move {
-            let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM marks WHERE label = $1 || ':attempt'")
-                .bind(&mark.label)
-                .fetch_one(&mut *cx.tx)
-                .await?;
+            let attempts: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM marks WHERE label = $1 || ':attempt'")
+                    .bind(&mark.label)
+                    .fetch_one(&mut *cx.tx)
+                    .await?;
             if attempts < mark.fail_times {
-                return Err(underway::task::Error::Retryable(format!("attempt {} fails on purpose", attempts + 1)));
+                return Err(underway::task::Error::Retryable(format!(
+                    "attempt {} fails on purpose",
+                    attempts + 1
+                )));
             }
-            sqlx::query("INSERT INTO marks VALUES ($1, $2)").bind(&mark.label).bind(attempts as i32 + 1).execute(&mut *cx.tx).await?;
+            sqlx::query("INSERT INTO marks VALUES ($1, $2)")
+                .bind(&mark.label)
+                .bind(attempts as i32 + 1)
+                .execute(&mut *cx.tx)
+                .await?;
             cx.tx.commit().await?;
             To::done()
         })
@@ -89,26 +113,59 @@ async fn jobs_are_enqueued_with_the_transaction_and_survive_until_a_worker_runs(
     let job = marking_job(db.clone()).await;
 
     let mut tx = db.begin().await.unwrap();
-    job.enqueue_using(&mut *tx, &Mark { label: "rolled-back".into(), fail_times: 0 }).await.unwrap();
+    job.enqueue_using(
+        &mut *tx,
+        &Mark {
+            label: "rolled-back".into(),
+            fail_times: 0,
+        },
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
 
     let mut tx = db.begin().await.unwrap();
-    sqlx::query("INSERT INTO marks VALUES ('business-change', 0)").execute(&mut *tx).await.unwrap();
-    job.enqueue_using(&mut *tx, &Mark { label: "committed".into(), fail_times: 0 }).await.unwrap();
+    sqlx::query("INSERT INTO marks VALUES ('business-change', 0)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    job.enqueue_using(
+        &mut *tx,
+        &Mark {
+            label: "committed".into(),
+            fail_times: 0,
+        },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     // No worker yet: the job waits durably in PostgreSQL. A worker started
     // later (as after a restart) picks it up.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM marks WHERE label = 'committed'").fetch_one(&db).await.unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM marks WHERE label = 'committed'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(pending, 0);
 
     let mut workers = Workers::new(2, Duration::from_millis(200));
     workers.spawn(&job);
-    wait_for(&db, "SELECT count(*) FROM marks WHERE label = 'committed'", 1).await;
+    wait_for(
+        &db,
+        "SELECT count(*) FROM marks WHERE label = 'committed'",
+        1,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ghost: i64 = sqlx::query_scalar("SELECT count(*) FROM marks WHERE label = 'rolled-back'").fetch_one(&db).await.unwrap();
-    assert_eq!(ghost, 0, "a job enqueued in a rolled-back transaction never runs");
+    let ghost: i64 = sqlx::query_scalar("SELECT count(*) FROM marks WHERE label = 'rolled-back'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        ghost, 0,
+        "a job enqueued in a rolled-back transaction never runs"
+    );
     workers.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -117,9 +174,19 @@ async fn failing_jobs_are_retried() {
     let database = TestDatabase::create().await;
     let db = pool(&database).await;
     let job = marking_job(db.clone()).await;
-    job.enqueue(&Mark { label: "flaky".into(), fail_times: 0 }).await.unwrap();
+    job.enqueue(&Mark {
+        label: "flaky".into(),
+        fail_times: 0,
+    })
+    .await
+    .unwrap();
     // A job that fails: its attempts are visible in underway's attempt table.
-    job.enqueue(&Mark { label: "always-fails".into(), fail_times: 1_000 }).await.unwrap();
+    job.enqueue(&Mark {
+        label: "always-fails".into(),
+        fail_times: 1_000,
+    })
+    .await
+    .unwrap();
     let mut workers = Workers::new(2, Duration::from_millis(200));
     workers.spawn(&job);
     wait_for(&db, "SELECT count(*) FROM marks WHERE label = 'flaky'", 1).await;
@@ -140,7 +207,10 @@ async fn failing_jobs_are_retried() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let attempts: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT state::text, error_message FROM underway.task_attempt").fetch_all(&db).await.unwrap();
+        sqlx::query_as("SELECT state::text, error_message FROM underway.task_attempt")
+            .fetch_all(&db)
+            .await
+            .unwrap();
     panic!("the failing job was not retried: {attempts:?}");
 }
 
@@ -157,11 +227,17 @@ async fn the_platform_purge_job_removes_expired_idempotency_keys() {
     .await
     .unwrap();
     let jobs = PlatformJobs::build(db.clone(), 24).await.unwrap();
-    jobs.purge_idempotency_keys.enqueue(&PurgeIdempotencyKeys { ttl_hours: 24 }).await.unwrap();
+    jobs.purge_idempotency_keys
+        .enqueue(&PurgeIdempotencyKeys { ttl_hours: 24 })
+        .await
+        .unwrap();
     let mut workers = Workers::new(1, Duration::from_millis(200));
     jobs.spawn(&mut workers);
     wait_for(&db, "SELECT count(*) FROM idempotency_keys", 1).await;
-    let left: String = sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_one(&db).await.unwrap();
+    let left: String = sqlx::query_scalar("SELECT key FROM idempotency_keys")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(left, "new");
     workers.shutdown(Duration::from_secs(5)).await;
 }

@@ -25,10 +25,19 @@ fn the_checked_in_document_matches_the_code() {
 
 #[test]
 fn the_document_is_valid_openapi_3_1() {
-    let validator = std::env::var("OPENAPI_SPEC_VALIDATOR").unwrap_or_else(|_| "openapi-spec-validator".into());
+    let validator =
+        std::env::var("OPENAPI_SPEC_VALIDATOR").unwrap_or_else(|_| "openapi-spec-validator".into());
     let file = std::env::temp_dir().join(format!("rentify-openapi-{}.json", uuid::Uuid::new_v4()));
-    std::fs::write(&file, rentify::openapi::document().to_pretty_json().unwrap()).unwrap();
-    let output = std::process::Command::new(&validator).arg("--schema").arg("3.1").arg(&file).output();
+    std::fs::write(
+        &file,
+        rentify::openapi::document().to_pretty_json().unwrap(),
+    )
+    .unwrap();
+    let output = std::process::Command::new(&validator)
+        .arg("--schema")
+        .arg("3.1")
+        .arg(&file)
+        .output();
     let _ = std::fs::remove_file(&file);
     let output = output.unwrap_or_else(|e| {
         panic!("cannot run {validator} ({e}); `make test` installs it (pip install openapi-spec-validator)")
@@ -48,8 +57,16 @@ fn every_operation_documents_its_responses_and_a_tag() {
     assert!(!paths.is_empty());
     for (path, item) in paths {
         for (method, operation) in item.as_object().unwrap() {
-            assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}: no responses");
-            assert!(operation["tags"].as_array().is_some_and(|t| !t.is_empty()), "{method} {path}: no tag");
+            assert!(
+                operation["responses"]
+                    .as_object()
+                    .is_some_and(|r| !r.is_empty()),
+                "{method} {path}: no responses"
+            );
+            assert!(
+                operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
+                "{method} {path}: no tag"
+            );
         }
     }
 }

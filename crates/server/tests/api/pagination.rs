@@ -32,14 +32,23 @@ async fn cursors_walk_every_row_once_in_order() {
         let data = body["data"].as_array().unwrap();
         sizes.push(data.len());
         for row in data {
-            let key = (row["created_at"].as_str().unwrap().to_string(), row["id"].as_str().unwrap().to_string());
+            let key = (
+                row["created_at"].as_str().unwrap().to_string(),
+                row["id"].as_str().unwrap().to_string(),
+            );
             if let Some(prev) = &previous {
                 assert!(key < *prev, "descending order: {key:?} after {prev:?}");
             }
             previous = Some(key);
-            assert!(seen.insert(row["id"].as_str().unwrap().to_string()), "duplicate row");
+            assert!(
+                seen.insert(row["id"].as_str().unwrap().to_string()),
+                "duplicate row"
+            );
         }
-        assert_eq!(body["has_more"].as_bool().unwrap(), body["next_cursor"].is_string());
+        assert_eq!(
+            body["has_more"].as_bool().unwrap(),
+            body["next_cursor"].is_string()
+        );
         match body["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_string()),
             None => break,
@@ -60,7 +69,11 @@ async fn bad_cursors_and_limits_are_400() {
     assert_eq!((status, error_code(&body)), (400, "invalid_cursor"));
     for limit in ["0", "51", "-1", "ten"] {
         let (status, _, body) = parts(app.get(&format!("/v1/widgets?limit={limit}")).await).await;
-        assert_eq!((status, error_code(&body)), (400, "validation_failed"), "limit={limit}");
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "validation_failed"),
+            "limit={limit}"
+        );
         assert_eq!(body["error"]["details"][0]["field"], "limit");
     }
 }

@@ -34,11 +34,21 @@ fn client_ip() -> String {
 }
 
 async fn get_as(app: &TestApp, ip: &str) -> reqwest::Response {
-    app.client.get(app.url("/v1/widgets")).header("x-forwarded-for", ip).send().await.unwrap()
+    app.client
+        .get(app.url("/v1/widgets"))
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap()
 }
 
 fn header(h: &reqwest::header::HeaderMap, name: &str) -> u64 {
-    h.get(name).unwrap_or_else(|| panic!("{name} missing: {h:?}")).to_str().unwrap().parse().unwrap()
+    h.get(name)
+        .unwrap_or_else(|| panic!("{name} missing: {h:?}"))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 async fn limits_then_blocks_repeat_offenders(store: Store) {
@@ -48,13 +58,24 @@ async fn limits_then_blocks_repeat_offenders(store: Store) {
         let (status, headers, _) = parts(get_as(&app, &ip).await).await;
         assert_eq!(status, 200, "{store:?}");
         assert_eq!(header(&headers, "ratelimit-limit"), 3);
-        assert_eq!(header(&headers, "ratelimit-remaining"), expected_remaining, "{store:?}");
+        assert_eq!(
+            header(&headers, "ratelimit-remaining"),
+            expected_remaining,
+            "{store:?}"
+        );
         assert!(header(&headers, "ratelimit-reset") <= 60);
     }
     let (status, headers, body) = parts(get_as(&app, &ip).await).await;
-    assert_eq!((status, error_code(&body)), (429, "rate_limited"), "{store:?}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (429, "rate_limited"),
+        "{store:?}"
+    );
     let retry = header(&headers, "retry-after");
-    assert!((1..=20).contains(&retry), "one request's worth of time (20 s), got {retry}");
+    assert!(
+        (1..=20).contains(&retry),
+        "one request's worth of time (20 s), got {retry}"
+    );
     assert_eq!(body["error"]["details"][0]["blocked"], false);
 
     // Another client is unaffected.
@@ -64,12 +85,27 @@ async fn limits_then_blocks_repeat_offenders(store: Store) {
     get_as(&app, &ip).await;
     let (status, headers, body) = parts(get_as(&app, &ip).await).await;
     assert_eq!(status, 429);
-    assert_eq!(body["error"]["details"][0]["blocked"], true, "{store:?}: {body}");
+    assert_eq!(
+        body["error"]["details"][0]["blocked"], true,
+        "{store:?}: {body}"
+    );
     let block = header(&headers, "retry-after");
-    assert!((55..=60).contains(&block), "first block is 60 s, got {block}");
+    assert!(
+        (55..=60).contains(&block),
+        "first block is 60 s, got {block}"
+    );
     // Health checks are never limited.
     for _ in 0..5 {
-        assert_eq!(app.client.get(app.url("/health/live")).header("x-forwarded-for", &ip).send().await.unwrap().status(), 200);
+        assert_eq!(
+            app.client
+                .get(app.url("/health/live"))
+                .header("x-forwarded-for", &ip)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
 }
 
@@ -77,7 +113,11 @@ async fn writes_have_their_own_quota(store: Store) {
     let app = app(store).await;
     let ip = client_ip();
     let post = || {
-        app.client.post(app.url("/v1/widgets")).header("x-forwarded-for", &ip).json(&json!({"name": "w"})).send()
+        app.client
+            .post(app.url("/v1/widgets"))
+            .header("x-forwarded-for", &ip)
+            .json(&json!({"name": "w"}))
+            .send()
     };
     assert_eq!(post().await.unwrap().status(), 201);
     assert_eq!(post().await.unwrap().status(), 201);
@@ -114,12 +154,21 @@ async fn redis_limits_hold_across_instances() {
     assert_eq!(get_as(&first, &ip).await.status(), 200);
     assert_eq!(get_as(&second, &ip).await.status(), 200);
     assert_eq!(get_as(&first, &ip).await.status(), 200);
-    assert_eq!(get_as(&second, &ip).await.status(), 429, "the quota is shared through Redis");
+    assert_eq!(
+        get_as(&second, &ip).await.status(),
+        429,
+        "the quota is shared through Redis"
+    );
 }
 
 #[tokio::test]
 async fn limits_can_be_switched_off() {
-    let app = TestApp::builder().routes(widgets::routes()).env("RATE_LIMITS", "off").env("RATE_LIMIT_READ", "1/min").spawn().await;
+    let app = TestApp::builder()
+        .routes(widgets::routes())
+        .env("RATE_LIMITS", "off")
+        .env("RATE_LIMIT_READ", "1/min")
+        .spawn()
+        .await;
     widgets::install(&app.db).await;
     for _ in 0..5 {
         let response = app.get("/v1/widgets").await;

@@ -14,11 +14,17 @@ async fn shutdown_drains_in_flight_requests_and_stops_accepting() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopping = app.begin_stop();
 
-    let response = slow.await.unwrap().expect("the in-flight request completes");
+    let response = slow
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "slept");
     stopping.await.unwrap().expect("clean stop");
 
     let fresh = reqwest::Client::new();
-    assert!(fresh.get(app.url("/health/live")).send().await.is_err(), "no longer accepting");
+    assert!(
+        fresh.get(app.url("/health/live")).send().await.is_err(),
+        "no longer accepting"
+    );
 }

@@ -31,12 +31,17 @@ fn url_for_database(name: &str) -> String {
     let base = server_url();
     let (prefix, rest) = base.split_once("://").expect("a URL");
     let host = rest.split('/').next().unwrap_or(rest);
-    let query = base.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = base
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{prefix}://{host}/{name}{query}")
 }
 
 async fn admin() -> PgConnection {
-    PgConnection::connect(&url_for_database("postgres")).await.expect("PostgreSQL must be running (make test starts it)")
+    PgConnection::connect(&url_for_database("postgres"))
+        .await
+        .expect("PostgreSQL must be running (make test starts it)")
 }
 
 /// Name of the template for the current migrations: a new migration gives a
@@ -58,22 +63,40 @@ fn template_name() -> &'static str {
 async fn ensure_template(admin: &mut PgConnection) {
     let template = template_name();
     // Serialise template creation across concurrently starting test processes.
-    admin.execute("SELECT pg_advisory_lock(74110001)").await.unwrap();
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(template)
-        .fetch_one(&mut *admin)
+    admin
+        .execute("SELECT pg_advisory_lock(74110001)")
         .await
         .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(template)
+            .fetch_one(&mut *admin)
+            .await
+            .unwrap();
     if !exists {
         let building = format!("{template}_build");
-        admin.execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str()).await.unwrap();
-        admin.execute(format!("CREATE DATABASE {building}").as_str()).await.unwrap();
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str())
+            .await
+            .unwrap();
+        admin
+            .execute(format!("CREATE DATABASE {building}").as_str())
+            .await
+            .unwrap();
         let pool = PgPool::connect(&url_for_database(&building)).await.unwrap();
-        db::migrate(&pool).await.expect("migrations apply to an empty database");
+        db::migrate(&pool)
+            .await
+            .expect("migrations apply to an empty database");
         pool.close().await;
-        admin.execute(format!("ALTER DATABASE {building} RENAME TO {template}").as_str()).await.unwrap();
+        admin
+            .execute(format!("ALTER DATABASE {building} RENAME TO {template}").as_str())
+            .await
+            .unwrap();
     }
-    admin.execute("SELECT pg_advisory_unlock(74110001)").await.unwrap();
+    admin
+        .execute("SELECT pg_advisory_unlock(74110001)")
+        .await
+        .unwrap();
 }
 
 /// A new, migrated, empty database; dropped when the guard is.
@@ -88,11 +111,22 @@ impl TestDatabase {
         ensure_template(&mut admin).await;
         let name = format!("rentify_test_{}", uuid::Uuid::new_v4().simple());
         // Cloning needs the template free of connections; serialise clones.
-        admin.execute("SELECT pg_advisory_lock(74110002)").await.unwrap();
-        let created = admin.execute(format!("CREATE DATABASE {name} TEMPLATE {}", template_name()).as_str()).await;
-        admin.execute("SELECT pg_advisory_unlock(74110002)").await.unwrap();
+        admin
+            .execute("SELECT pg_advisory_lock(74110002)")
+            .await
+            .unwrap();
+        let created = admin
+            .execute(format!("CREATE DATABASE {name} TEMPLATE {}", template_name()).as_str())
+            .await;
+        admin
+            .execute("SELECT pg_advisory_unlock(74110002)")
+            .await
+            .unwrap();
         created.expect("clone the template");
-        Self { url: url_for_database(&name), name }
+        Self {
+            url: url_for_database(&name),
+            name,
+        }
     }
 }
 
@@ -101,10 +135,15 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs inside the test's runtime; use a private one on a thread.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 let mut admin = admin().await;
-                let _ = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                let _ = admin
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await;
             });
         })
         .join();
@@ -152,23 +191,39 @@ impl TestAppBuilder {
         vars.extend(self.vars);
         // Later settings win, as in a shell environment.
         let vars: std::collections::BTreeMap<String, String> = vars.into_iter().collect();
-        let config = Config::from_iter(vars).expect("valid test configuration");
-        let app = Application::build(config.clone()).await.expect("the app builds").with_extra_routes(self.routes);
+        let config = Config::from_vars(vars).expect("valid test configuration");
+        let app = Application::build(config.clone())
+            .await
+            .expect("the app builds")
+            .with_extra_routes(self.routes);
         let address = format!("http://{}", app.local_addr());
         let db = app.state().db.clone();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
         let _ = config;
-        TestApp { address, client, db, shutdown: Some(tx), server: Some(server), database }
+        TestApp {
+            address,
+            client,
+            db,
+            shutdown: Some(tx),
+            server: Some(server),
+            database,
+        }
     }
 }
 
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { vars: Vec::new(), routes: Router::new() }
+        TestAppBuilder {
+            vars: Vec::new(),
+            routes: Router::new(),
+        }
     }
 
     pub async fn spawn() -> Self {
@@ -180,7 +235,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.client.get(self.url(path)).send().await.expect("request sent")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Response {
@@ -222,8 +281,12 @@ pub async fn parts(response: Response) -> (u16, HeaderMap, Value) {
 
 /// Asserts the error envelope and returns its code.
 pub fn error_code(body: &Value) -> &str {
-    let error = body.get("error").unwrap_or_else(|| panic!("no error envelope in {body}"));
+    let error = body
+        .get("error")
+        .unwrap_or_else(|| panic!("no error envelope in {body}"));
     assert!(error["message"].is_string(), "message missing in {body}");
     assert!(error["details"].is_array(), "details missing in {body}");
-    error["code"].as_str().unwrap_or_else(|| panic!("no code in {body}"))
+    error["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no code in {body}"))
 }

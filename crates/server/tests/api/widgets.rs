@@ -72,29 +72,48 @@ async fn create_widget(
     key: IdempotencyKey,
     ValidJson(input): ValidJson<NewWidget>,
 ) -> ApiResult<Response> {
-    let principal = headers.get("x-test-user").and_then(|v| v.to_str().ok()).unwrap_or("anonymous").to_string();
+    let principal = headers
+        .get("x-test-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("anonymous")
+        .to_string();
     let body = serde_json::to_value(&input).map_err(ApiError::internal)?;
     let mut tx = state.db.begin().await?;
-    let scope = Scope { principal: &principal, method: method.as_str(), path: uri.path(), body: &body };
-    let pending = match idempotency::begin(&mut tx, &key, scope, state.config.idempotency_ttl_hours).await? {
-        Begin::Replay(response) => return Ok(response),
-        Begin::Proceed(pending) => pending,
+    let scope = Scope {
+        principal: &principal,
+        method: method.as_str(),
+        path: uri.path(),
+        body: &body,
     };
-    let mut widget: Widget = sqlx::query_as("INSERT INTO widgets (id, name) VALUES ($1, $2) RETURNING id, name, created_at")
-        .bind(new_id())
-        .bind(&input.name)
-        .fetch_one(&mut *tx)
-        .await?;
+    let pending =
+        match idempotency::begin(&mut tx, &key, scope, state.config.idempotency_ttl_hours).await? {
+            Begin::Replay(response) => return Ok(response),
+            Begin::Proceed(pending) => pending,
+        };
+    let mut widget: Widget = sqlx::query_as(
+        "INSERT INTO widgets (id, name) VALUES ($1, $2) RETURNING id, name, created_at",
+    )
+    .bind(new_id())
+    .bind(&input.name)
+    .fetch_one(&mut *tx)
+    .await?;
     widget.object = "widget";
     outbox::record(
         &mut tx,
-        NewEvent { event_type: "widget.created", aggregate_type: "widget", aggregate_id: widget.id.to_string(), payload: &widget },
+        NewEvent {
+            event_type: "widget.created",
+            aggregate_type: "widget",
+            aggregate_id: widget.id.to_string(),
+            payload: &widget,
+        },
     )
     .await?;
     if input.hold_ms > 0 {
         tokio::time::sleep(Duration::from_millis(input.hold_ms)).await;
     }
-    let response = pending.complete(&mut tx, StatusCode::CREATED, &widget).await?;
+    let response = pending
+        .complete(&mut tx, StatusCode::CREATED, &widget)
+        .await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -121,11 +140,15 @@ async fn list_widgets(
     })))
 }
 
-async fn get_widget(State(state): State<PlatformState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<Widget>> {
-    let widget: Option<Widget> = sqlx::query_as("SELECT id, name, created_at FROM widgets WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?;
+async fn get_widget(
+    State(state): State<PlatformState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Widget>> {
+    let widget: Option<Widget> =
+        sqlx::query_as("SELECT id, name, created_at FROM widgets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?;
     widget.map(axum::Json).ok_or_else(ApiError::not_found)
 }
 
