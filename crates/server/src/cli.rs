@@ -54,22 +54,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&pool).await?;
             pool.close().await;
             let app = Application::build(config.clone()).await?;
-            let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
-            let mut stop_worker = stop_api.subscribe();
-            let worker = tokio::spawn(worker::run_until(
-                config,
-                worker::OpsPort::Shared,
+            // One stop signal for both halves: SIGTERM, or the API failing.
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let worker = tokio::spawn(worker::run_until(config, worker::OpsPort::Shared, {
+                let mut stopped = stopped.clone();
                 async move {
-                    let _ = stop_worker.changed().await;
-                },
-            ));
-            let mut api_stopped_rx = api_stopped;
-            let api = app.run_until(async move {
-                shutdown_signal().await;
-                let _ = stop_api.send(true);
+                    let _ = stopped.wait_for(|s| *s).await;
+                }
+            }));
+            let api = app.run_until({
+                let stop = stop.clone();
+                async move {
+                    shutdown_signal().await;
+                    let _ = stop.send(true);
+                }
             });
             let result = api.await;
-            let _ = api_stopped_rx.changed().await;
+            let _ = stop.send(true);
             worker.await??;
             result
         }
