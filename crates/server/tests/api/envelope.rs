@@ -61,14 +61,7 @@ async fn wrong_method_is_405_in_the_envelope() {
 #[tokio::test]
 async fn malformed_json_is_400_invalid_json() {
     let app = app().await;
-    let response = app
-        .client
-        .post(app.url("/v1/widgets"))
-        .header("content-type", "application/json")
-        .body("{\"name\": ")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("/v1/widgets", "{\"name\": ", &[]).await;
     let (status, _, body) = parts(response).await;
     assert_eq!((status, error_code(&body)), (400, "invalid_json"));
 }

@@ -79,25 +79,14 @@ async fn the_same_key_with_another_body_is_422() {
     .await;
     assert_eq!((status, error_code(&body)), (422, "idempotency_key_reused"));
     // Key order and whitespace do not make a body different.
+    let key3 = [("idempotency-key", "k-3")];
     let same = app
-        .client
-        .post(app.url("/v1/widgets"))
-        .header("idempotency-key", "k-3")
-        .header("content-type", "application/json")
-        .body(r#"{"name":"desk","size":2}"#)
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/v1/widgets", r#"{"name":"desk","size":2}"#, &key3)
+        .await;
     assert_eq!(same.status(), 201);
     let reordered = app
-        .client
-        .post(app.url("/v1/widgets"))
-        .header("idempotency-key", "k-3")
-        .header("content-type", "application/json")
-        .body(r#"{ "size": 2, "name": "desk" }"#)
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/v1/widgets", r#"{ "size": 2, "name": "desk" }"#, &key3)
+        .await;
     assert_eq!(reordered.status(), 201);
     assert_eq!(reordered.headers()["idempotent-replayed"], "true");
     assert_eq!(widget_count(&app).await, 2);

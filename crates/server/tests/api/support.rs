@@ -250,6 +250,24 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// POSTs `body` verbatim as JSON (for bodies `serde_json` would normalise).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: &'static str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send().await.expect("request sent")
+    }
+
     /// Starts the shutdown without waiting for it.
     pub fn begin_stop(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         if let Some(tx) = self.shutdown.take() {
