@@ -22,7 +22,7 @@ DEBUG_BIN   := $(CARGO_TARGET_DIR)/debug/rentify
 # Same server as DATABASE_URL, maintenance database `postgres` (for CREATE/DROP DATABASE).
 PG_ADMIN_URL := $(shell sed -E 's|^([a-z]+://[^/?]*)(/[^?]*)?|\1/postgres|' <<<'$(DATABASE_URL)')
 
-.PHONY: help services build run test bench demo fmt fmt-check lint openapi clean-test-dbs
+.PHONY: help services build run test bench fmt fmt-check lint openapi clean-test-dbs
 
 help: ## List the targets
 	@echo "Rentify — make targets:"
@@ -42,7 +42,7 @@ run: ## Start services, migrate, load demo data, and run API + worker on PORT (8
 	cargo build --release -p rentify
 	$(RELEASE_BIN) migrate
 	$(RELEASE_BIN) seed --demo
-	@echo "Rentify API: http://localhost:$(PORT)/ — docs: http://localhost:$(PORT)/docs"
+	@echo "Rentify API docs: http://localhost:$(PORT)/docs — health: http://localhost:$(PORT)/health/ready"
 	exec $(RELEASE_BIN) all
 
 test: ## Run the whole test suite against real PostgreSQL, Redis and NATS
@@ -51,8 +51,6 @@ test: ## Run the whole test suite against real PostgreSQL, Redis and NATS
 bench: ## Run the benchmarks (scripts/bench.sh)
 	bash scripts/bench.sh
 
-demo: ## Run the scripted demo (scripts/demo.sh)
-	bash scripts/demo.sh
 
 fmt: ## Format the code (cargo fmt)
 	cargo fmt --all

@@ -275,6 +275,10 @@ pub fn envelope_for_status(status: StatusCode) -> ApiError {
             codes::REQUEST_TIMEOUT,
             "the request took too long and was abandoned",
         ),
+        StatusCode::PRECONDITION_FAILED => (
+            codes::PRECONDITION_FAILED,
+            "the resource changed since it was read",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => (
             codes::PAYLOAD_TOO_LARGE,
             "the request body is larger than 1 MiB",

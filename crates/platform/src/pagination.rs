@@ -87,7 +87,7 @@ pub struct Page<T> {
     pub object: &'static str,
     pub data: Vec<T>,
     pub has_more: bool,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 use crate::config::LogFormat;
 
 /// Installs the global subscriber once; later calls (tests) are no-ops.
-/// `RUST_LOG` filters, default `info`.
+/// `RUST_LOG` filters, default `info,sqlx=warn,underway=warn`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,underway=warn"));

@@ -1,7 +1,7 @@
 //! The cross-cutting HTTP stack every route runs behind, assembled in one
 //! place so its order is visible:
 //!
-//! request id → trace span → metrics → envelope guarantee → panic catcher →
+//! request id (unacceptable client ids replaced) → trace span → metrics → envelope guarantee → panic catcher →
 //! timeout → body limit → CORS → security headers → rate limit → handler.
 
 pub mod envelope;
@@ -51,4 +51,5 @@ pub fn apply(router: Router<PlatformState>, state: &PlatformState) -> Router<Pla
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(request_id::MakeRequestIdV7))
+        .layer(middleware::from_fn(request_id::drop_unacceptable))
 }

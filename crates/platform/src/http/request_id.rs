@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::{
     extract::MatchedPath,
     http::{Request, Response},
+    middleware::Next,
 };
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Span;
@@ -21,16 +22,37 @@ impl MakeRequestId for MakeRequestIdV7 {
     }
 }
 
-/// The id of a request: the client's when it is 1–128 visible ASCII
-/// characters, else the one generated for it.
+const HEADER: &str = "x-request-id";
+
+fn is_acceptable(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Runs before the id is assigned: a client id that is not 1–128 visible
+/// ASCII characters is dropped, so one is generated instead of logging or
+/// echoing something unusable.
+pub async fn drop_unacceptable(
+    mut request: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
+    let acceptable = request
+        .headers()
+        .get(HEADER)
+        .map(|v| v.to_str().is_ok_and(is_acceptable));
+    if acceptable == Some(false) {
+        request.headers_mut().remove(HEADER);
+    }
+    next.run(request).await
+}
+
+/// The id of a request (the client's, or the one generated for it).
 pub fn request_id_of<B>(request: &Request<B>) -> String {
     request
         .headers()
-        .get("x-request-id")
+        .get(HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
         .unwrap_or_default()
+        .to_owned()
 }
 
 /// The span every log line of a request belongs to. `user.id` is recorded

@@ -35,6 +35,16 @@ async fn a_retry_replays_the_first_response_without_a_second_effect() {
     assert!(h1.get("idempotent-replayed").is_none());
     assert_eq!(h2["idempotent-replayed"], "true");
     assert_eq!(widget_count(&app).await, 1);
+    let fetched: serde_json::Value = app
+        .get(&format!("/v1/widgets/{}", b1["id"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&fetched["id"], &fetched["object"]),
+        (&b1["id"], &json!("widget"))
+    );
     let events: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'widget.created'")
             .fetch_one(&app.db)

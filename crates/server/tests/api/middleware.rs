@@ -22,6 +22,22 @@ async fn request_ids_are_generated_when_absent_and_echoed_when_sent() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "client-chosen-42");
 
+    // An unusable client id (too long, or with spaces) is replaced, not echoed.
+    for bad in ["x".repeat(200), "has spaces".to_string()] {
+        let response = app
+            .client
+            .get(app.url("/health/live"))
+            .header("x-request-id", &bad)
+            .send()
+            .await
+            .unwrap();
+        let echoed = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(
+            uuid::Uuid::parse_str(echoed).is_ok(),
+            "{bad:?} was replaced by a generated id, got {echoed}"
+        );
+    }
+
     // Errors carry it too.
     let response = app
         .client

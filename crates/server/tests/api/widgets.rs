@@ -149,7 +149,9 @@ async fn get_widget(
             .bind(id)
             .fetch_optional(&state.db)
             .await?;
-    widget.map(axum::Json).ok_or_else(ApiError::not_found)
+    let mut widget = widget.ok_or_else(ApiError::not_found)?;
+    widget.object = "widget";
+    Ok(axum::Json(widget))
 }
 
 async fn panic_handler() -> &'static str {
