@@ -52,8 +52,8 @@ impl PlatformState {
             None => None,
         };
         let limiter = if config.rate_limits_enabled() {
-            let store: Arc<dyn RateLimitStore> = match &config.redis_url {
-                Some(url) => Arc::new(RedisStore::connect(url.expose_secret(), policy).await?),
+            let store: Arc<dyn RateLimitStore> = match &redis {
+                Some(conn) => Arc::new(RedisStore::new(conn.clone(), policy)),
                 None => {
                     let memory = Arc::new(MemoryStore::new(policy));
                     spawn_sweeper(Arc::downgrade(&memory));

@@ -90,7 +90,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
-    /// requests finish (up to `SHUTDOWN_GRACE_SECS`) and closes the pool.
+    /// requests finish (up to `SHUTDOWN_GRACE_SECS`). The pool stays open: the
+    /// caller closes it once everything sharing it (the worker in `all`) stopped.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -101,7 +102,6 @@ impl Application {
             extra,
         } = self;
         let grace = state.config.shutdown_grace();
-        let pool = state.db.clone();
         tracing::info!(addr = %listener.local_addr()?, docs = %format!("{}/docs", state.config.public_base_url), "serving the API");
         let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
         let draining_state = state.clone();
@@ -125,7 +125,6 @@ impl Application {
                 }
             }
         }
-        pool.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -41,27 +41,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     match cli.command {
         Command::Serve => {
-            Application::build(config)
-                .await?
-                .run_until(shutdown_signal())
-                .await
+            let app = Application::build(config).await?;
+            let pool = app.state().db.clone();
+            let result = app.run_until(shutdown_signal()).await;
+            pool.close().await;
+            result
         }
         Command::Worker => {
-            worker::run_until(config, worker::OpsPort::Serve, shutdown_signal()).await
+            let pool = db::connect(&config).await?;
+            let result = worker::run_until(
+                config,
+                pool.clone(),
+                worker::OpsPort::Serve,
+                shutdown_signal(),
+            )
+            .await;
+            pool.close().await;
+            result
         }
         Command::All => {
-            let pool = db::connect(&config).await?;
-            db::migrate(&pool).await?;
-            pool.close().await;
+            // One pool for the whole process: migrations, API and worker.
             let app = Application::build(config.clone()).await?;
+            let pool = app.state().db.clone();
+            db::migrate(&pool).await?;
             // One stop signal for both halves: SIGTERM, or the API failing.
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let worker = tokio::spawn(worker::run_until(config, worker::OpsPort::Shared, {
-                let mut stopped = stopped.clone();
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                }
-            }));
+            let worker = tokio::spawn(worker::run_until(
+                config,
+                pool.clone(),
+                worker::OpsPort::Shared,
+                {
+                    let mut stopped = stopped.clone();
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    }
+                },
+            ));
             let api = app.run_until({
                 let stop = stop.clone();
                 async move {
@@ -71,7 +86,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let result = api.await;
             let _ = stop.send(true);
-            worker.await??;
+            let worker_result = worker.await;
+            // Both halves have drained; only now is the shared pool closed.
+            pool.close().await;
+            worker_result??;
             result
         }
         Command::Migrate => {

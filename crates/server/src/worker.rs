@@ -4,10 +4,12 @@
 
 use std::{future::Future, net::SocketAddr};
 
+use sqlx::PgPool;
+
 use rentify_platform::{
     PlatformState,
     config::{Config, Switch},
-    db, http,
+    http,
     jobs::{PlatformJobs, Workers},
 };
 
@@ -20,13 +22,14 @@ pub enum OpsPort {
     Shared,
 }
 
-/// Runs every job until `shutdown` resolves, then drains.
+/// Runs every job on `pool` until `shutdown` resolves, then drains. The
+/// caller owns the pool (in `rentify all` it is the API's).
 pub async fn run_until(
     config: Config,
+    pool: PgPool,
     ops: OpsPort,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let pool = db::connect(&config).await?;
     let mut workers = Workers::new(config.worker_concurrency, config.job_poll_interval());
     let platform = PlatformJobs::build(pool.clone(), config.idempotency_ttl_hours).await?;
     platform.spawn(&mut workers);
@@ -65,6 +68,5 @@ pub async fn run_until(
     if let Some(server) = ops_server {
         server.await??;
     }
-    pool.close().await;
     Ok(())
 }

@@ -73,12 +73,13 @@ pub fn make_span<B>(request: &Request<B>) -> Span {
     )
 }
 
+/// One line per request. Server errors are logged (once, with their cause)
+/// where they become a response, in `error.rs`, so this stays at `info`.
 pub fn on_response<B>(response: &Response<B>, latency: Duration, _span: &Span) {
-    let status = response.status().as_u16();
     let latency_ms = latency.as_secs_f64() * 1000.0;
-    if status >= 500 {
-        tracing::error!(http.status = status, latency_ms, "request finished");
-    } else {
-        tracing::info!(http.status = status, latency_ms, "request finished");
-    }
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        latency_ms,
+        "request finished"
+    );
 }

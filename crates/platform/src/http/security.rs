@@ -9,31 +9,34 @@ use tower_http::{
     set_header::SetResponseHeaderLayer,
 };
 
+/// Headers every response gets, whatever a handler set.
+const ALWAYS: [(HeaderName, &str); 4] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=63072000; includeSubDomains",
+    ),
+];
+
+/// The API's policy; a route that serves HTML (`/docs`) sets its own, which
+/// is then kept.
+const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
 /// Adds conservative security headers for a JSON API to every response of
-/// `router`; a route that serves HTML (`/docs`) sets its own
-/// `Content-Security-Policy`, which is then kept.
+/// `router`.
 pub fn headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    router
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
+    let router = router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DEFAULT_CSP),
+    ));
+    ALWAYS.into_iter().fold(router, |router, (name, value)| {
+        router.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
         ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ))
+    })
 }
 
 /// CORS from `CORS_ALLOWED_ORIGINS`: none by default, `*` for any origin

@@ -53,18 +53,14 @@ return {1, remaining, new_tat - now, 0, 0}
 "#;
 
 impl RedisStore {
-    /// Connects (with automatic reconnection) to `url`.
-    pub async fn connect(url: &str, policy: PenaltyPolicy) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to Redis (REDIS_URL): {e}"))?;
-        Ok(Self {
+    /// Uses `conn` (a reconnecting handle, cheap to clone) for every check.
+    pub fn new(conn: ConnectionManager, policy: PenaltyPolicy) -> Self {
+        Self {
             conn,
             script: Script::new(SCRIPT),
             policy,
             prefix: "rentify:rl".into(),
-        })
+        }
     }
 }
 
