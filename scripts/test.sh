@@ -4,7 +4,8 @@
 # 1. brings up PostgreSQL/PostGIS, Redis and NATS (scripts/dev-services.sh);
 # 2. exports the connection URLs (also as TEST_* for the test harness);
 # 3. drops test databases left behind by earlier, interrupted runs;
-# 4. installs the test tools (openapi-spec-validator, in a venv under ~/.cache);
+# 4. installs the test tools (openapi-spec-validator, in a venv under ~/.cache;
+#    the test OpenID provider, npm oidc-provider, under ~/.cache too);
 # 5. runs cargo nextest (or cargo test when nextest is not installed).
 #
 # Usage: scripts/test.sh [extra runner args...]   e.g. scripts/test.sh -E 'test(booking)'
@@ -33,6 +34,9 @@ if [[ ! -x $venv/bin/openapi-spec-validator ]]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator
 fi
 export OPENAPI_SPEC_VALIDATOR=$venv/bin/openapi-spec-validator
+# A real OpenID provider (npm oidc-provider) for the OIDC sign-in tests; npm ci into ~/.cache.
+OIDC_PROVIDER_DIR=$(scripts/oidc-provider/install.sh)
+export OIDC_PROVIDER_DIR
 
 # Leftover per-test databases (rentify_test_*) from runs that were killed. Templates
 # (rentify_tpl_*) are kept on purpose: they are reused while migrations are unchanged.

@@ -76,6 +76,24 @@ pub struct Config {
         deserialize_with = "quota_vars::auth"
     )]
     pub rate_limit_auth: Quota,
+    /// `RATE_LIMIT_LOGIN`: quota for `POST /v1/auth/login` per IP.
+    #[serde(
+        default = "defaults::rate_limit_login",
+        deserialize_with = "quota_vars::login"
+    )]
+    pub rate_limit_login: Quota,
+    /// `RATE_LIMIT_REGISTER`: quota for `POST /v1/auth/register` per IP.
+    #[serde(
+        default = "defaults::rate_limit_register",
+        deserialize_with = "quota_vars::register"
+    )]
+    pub rate_limit_register: Quota,
+    /// `SIGNUP_VELOCITY`: accounts one IP may create, e.g. `20/day`.
+    #[serde(
+        default = "defaults::signup_velocity",
+        deserialize_with = "quota_vars::signup"
+    )]
+    pub signup_velocity: Quota,
     /// `RATE_LIMIT_BLOCK_AFTER`: denied requests within a minute after which
     /// a client is blocked outright, for 1 min, then 5, 15 and 60 min.
     #[serde(default = "defaults::rate_limit_block_after")]
@@ -90,6 +108,66 @@ pub struct Config {
     /// retries that became due (new tasks wake them at once).
     #[serde(default = "defaults::job_poll_interval_ms")]
     pub job_poll_interval_ms: u64,
+    /// `APP_ENV`: `development` (default) or `production`. Production refuses
+    /// to start with the built-in development keys below.
+    #[serde(default)]
+    pub app_env: AppEnv,
+    /// `JWT_ISSUER`: `iss` of access tokens; defaults to `PUBLIC_BASE_URL`.
+    #[serde(default, deserialize_with = "empty_string_as_none")]
+    pub jwt_issuer: Option<String>,
+    /// `JWT_AUDIENCE`: `aud` of access tokens.
+    #[serde(default = "defaults::jwt_audience")]
+    pub jwt_audience: String,
+    /// `ACCESS_TOKEN_TTL_SECS`: lifetime of a JWT access token.
+    #[serde(default = "defaults::access_token_ttl_secs")]
+    pub access_token_ttl_secs: u64,
+    /// `REFRESH_TOKEN_TTL_DAYS`: lifetime of a refresh token (and its family).
+    #[serde(default = "defaults::refresh_token_ttl_days")]
+    pub refresh_token_ttl_days: u32,
+    /// `PII_ENCRYPTION_KEYS`: AES-256-GCM keys for personal data at rest,
+    /// `<version>:<base64 of 32 bytes>` separated by commas; the first
+    /// encrypts, all decrypt (rotation). Required in production.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub pii_encryption_keys: Option<SecretString>,
+    /// `BLIND_INDEX_KEY`: base64 of 32 bytes; HMAC key of the lookup index
+    /// over encrypted fields (phone). Required in production.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub blind_index_key: Option<SecretString>,
+    /// `KYC_WEBHOOK_SECRET`: shared secret of the KYC provider's signed
+    /// webhooks. Required in production.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub kyc_webhook_secret: Option<SecretString>,
+    /// `LOCKOUT_THRESHOLD`: failed logins within `LOCKOUT_WINDOW_MINS` that
+    /// lock an account (for 1 min, then longer each time).
+    #[serde(default = "defaults::lockout_threshold")]
+    pub lockout_threshold: u32,
+    /// `LOCKOUT_WINDOW_MINS`: the window failed logins are counted in.
+    #[serde(default = "defaults::lockout_window_mins")]
+    pub lockout_window_mins: u32,
+    /// `OIDC_ISSUER_URL`: an OpenID Connect provider users may sign in
+    /// with (discovery at `<issuer>/.well-known/openid-configuration`).
+    /// Unset disables external sign-in.
+    #[serde(default, deserialize_with = "empty_string_as_none")]
+    pub oidc_issuer_url: Option<String>,
+    /// `OIDC_CLIENT_ID`: Rentify's client id at that provider.
+    #[serde(default, deserialize_with = "empty_string_as_none")]
+    pub oidc_client_id: Option<String>,
+    /// `OIDC_CLIENT_SECRET`: Rentify's client secret at that provider.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub oidc_client_secret: Option<SecretString>,
+    /// `OIDC_REDIRECT_URL`: the callback registered at the provider;
+    /// defaults to `<PUBLIC_BASE_URL>/v1/auth/oidc/callback`.
+    #[serde(default, deserialize_with = "empty_string_as_none")]
+    pub oidc_redirect_url: Option<String>,
+}
+
+/// Where the service runs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AppEnv {
+    #[default]
+    Development,
+    Production,
 }
 
 /// Output format of the logs.
@@ -177,6 +255,34 @@ impl Config {
         if self.worker_concurrency == 0 {
             return Err(ConfigError("WORKER_CONCURRENCY must be at least 1".into()));
         }
+        if self.app_env == AppEnv::Production {
+            for (name, value) in [
+                ("PII_ENCRYPTION_KEYS", &self.pii_encryption_keys),
+                ("BLIND_INDEX_KEY", &self.blind_index_key),
+                ("KYC_WEBHOOK_SECRET", &self.kyc_webhook_secret),
+            ] {
+                if value.is_none() {
+                    return Err(ConfigError(format!(
+                        "{name} is required when APP_ENV=production"
+                    )));
+                }
+            }
+        }
+        if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_days == 0 {
+            return Err(ConfigError(
+                "ACCESS_TOKEN_TTL_SECS and REFRESH_TOKEN_TTL_DAYS must be at least 1".into(),
+            ));
+        }
+        if self.lockout_threshold == 0 || self.lockout_window_mins == 0 {
+            return Err(ConfigError(
+                "LOCKOUT_THRESHOLD and LOCKOUT_WINDOW_MINS must be at least 1".into(),
+            ));
+        }
+        if self.oidc_issuer_url.is_some() != self.oidc_client_id.is_some() {
+            return Err(ConfigError(
+                "OIDC_ISSUER_URL and OIDC_CLIENT_ID are set together (or neither)".into(),
+            ));
+        }
         for origin in &self.cors_allowed_origins {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(ConfigError(format!(
@@ -197,6 +303,20 @@ impl Config {
 
     pub fn job_poll_interval(&self) -> Duration {
         Duration::from_millis(self.job_poll_interval_ms.max(10))
+    }
+
+    /// `iss` of the access tokens this service signs.
+    pub fn jwt_issuer(&self) -> &str {
+        self.jwt_issuer.as_deref().unwrap_or(&self.public_base_url)
+    }
+
+    pub fn oidc_redirect_url(&self) -> String {
+        self.oidc_redirect_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}/v1/auth/oidc/callback",
+                self.public_base_url.trim_end_matches('/')
+            )
+        })
     }
 
     pub fn rate_limits_enabled(&self) -> bool {
@@ -225,6 +345,14 @@ where
     Ok(value
         .filter(|v| !v.trim().is_empty())
         .map(SecretString::from))
+}
+
+fn empty_string_as_none<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value: Option<String> = Option::deserialize(deserializer)?;
+    Ok(value.filter(|v| !v.trim().is_empty()))
 }
 
 fn comma_list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
@@ -260,6 +388,15 @@ mod quota_vars {
     }
     pub fn auth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quota, D::Error> {
         parse(d, "RATE_LIMIT_AUTH")
+    }
+    pub fn login<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quota, D::Error> {
+        parse(d, "RATE_LIMIT_LOGIN")
+    }
+    pub fn register<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quota, D::Error> {
+        parse(d, "RATE_LIMIT_REGISTER")
+    }
+    pub fn signup<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quota, D::Error> {
+        parse(d, "SIGNUP_VELOCITY")
     }
 }
 
@@ -299,6 +436,33 @@ mod defaults {
     }
     pub fn rate_limit_auth() -> Quota {
         Quota::per_minute(20)
+    }
+    pub fn rate_limit_login() -> Quota {
+        Quota::per_minute(10)
+    }
+    pub fn rate_limit_register() -> Quota {
+        Quota::per_minute(5)
+    }
+    pub fn signup_velocity() -> Quota {
+        Quota {
+            limit: 20,
+            period: std::time::Duration::from_secs(86_400),
+        }
+    }
+    pub fn jwt_audience() -> String {
+        "rentify".into()
+    }
+    pub fn access_token_ttl_secs() -> u64 {
+        900
+    }
+    pub fn refresh_token_ttl_days() -> u32 {
+        30
+    }
+    pub fn lockout_threshold() -> u32 {
+        5
+    }
+    pub fn lockout_window_mins() -> u32 {
+        15
     }
     pub fn rate_limit_block_after() -> u32 {
         10

@@ -26,6 +26,7 @@ pub mod codes {
     pub const INVALID_CURSOR: &str = "invalid_cursor";
     pub const INVALID_PARAMETER: &str = "invalid_parameter";
     pub const UNAUTHENTICATED: &str = "unauthenticated";
+    pub const INVALID_TOKEN: &str = "invalid_token";
     pub const FORBIDDEN: &str = "forbidden";
     pub const NOT_FOUND: &str = "not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";

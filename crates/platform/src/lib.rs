@@ -7,6 +7,7 @@
 //! with [`outbox`] and schedule durable work with [`jobs`] — the last two
 //! inside the caller's own transaction.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -2,7 +2,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
 use crate::{
+    auth::SharedAuthenticator,
     config::Config,
     http::metrics,
     ratelimit::{MemoryStore, PenaltyPolicy, RateLimitStore, RateLimiter, RedisStore},
@@ -31,6 +32,8 @@ pub struct PlatformState {
     /// Set when shutdown begins, so readiness fails and load balancers stop
     /// sending traffic while in-flight requests drain.
     draining: Arc<AtomicBool>,
+    /// Registered once by the identity module; shared by every clone.
+    authenticator: Arc<OnceLock<SharedAuthenticator>>,
 }
 
 impl PlatformState {
@@ -71,7 +74,17 @@ impl PlatformState {
             redis,
             metrics: metrics::install(),
             draining: Arc::new(AtomicBool::new(false)),
+            authenticator: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Installs the bearer-token verifier (once; later calls are ignored).
+    pub fn set_authenticator(&self, authenticator: SharedAuthenticator) {
+        let _ = self.authenticator.set(authenticator);
+    }
+
+    pub fn authenticator(&self) -> Option<&SharedAuthenticator> {
+        self.authenticator.get()
     }
 
     pub fn start_draining(&self) {

@@ -4,7 +4,8 @@
 
 use std::{future::Future, net::SocketAddr};
 
-use axum::{Router, http::HeaderValue};
+use axum::{Extension, Router, http::HeaderValue};
+use rentify_identity::Identity;
 use rentify_platform::{PlatformState, config::Config, db, health, http};
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -16,7 +17,9 @@ use crate::openapi;
 /// Every API route, with its OpenAPI description. Modules contribute their
 /// `OpenApiRouter`s here.
 pub fn api_routes() -> OpenApiRouter<PlatformState> {
-    OpenApiRouter::with_openapi(openapi::base()).merge(ops_routes())
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(ops_routes())
+        .merge(rentify_identity::routes())
 }
 
 /// Health and metrics: served by the API and by `rentify worker`.
@@ -27,16 +30,33 @@ pub fn ops_routes() -> OpenApiRouter<PlatformState> {
         .routes(routes!(http::metrics::render))
 }
 
+/// The modules' services, built once per process and handed to their
+/// handlers as request extensions.
+#[derive(Clone)]
+pub struct Modules {
+    pub identity: Identity,
+}
+
+impl Modules {
+    /// Builds every module on `state` (the database must be migrated).
+    pub async fn init(state: &PlatformState) -> anyhow::Result<Self> {
+        let identity = Identity::init(state).await.map_err(|e| {
+            anyhow::anyhow!("cannot start the identity module (is the database migrated? run `rentify migrate`): {e}")
+        })?;
+        Ok(Self { identity })
+    }
+}
+
 /// The complete router for `state`: API, docs, fallbacks and middleware.
-pub fn router(state: PlatformState) -> Router {
-    router_with(state, Router::new())
+pub fn router(state: PlatformState, modules: Modules) -> Router {
+    router_with(state, modules, Router::new())
 }
 
 /// [`router`] plus `extra` routes behind the same middleware; the tests use
 /// it to mount a reference module that exercises the platform pieces.
-pub fn router_with(state: PlatformState, extra: Router<PlatformState>) -> Router {
+pub fn router_with(state: PlatformState, modules: Modules, extra: Router<PlatformState>) -> Router {
     let (api, document) = api_routes().split_for_parts();
-    let api = api.merge(extra);
+    let api = api.merge(extra).layer(Extension(modules.identity));
     let docs = Router::from(SwaggerUi::new("/docs").url("/v1/openapi.json", document)).layer(
         SetResponseHeaderLayer::overriding(
             axum::http::header::CONTENT_SECURITY_POLICY,
@@ -53,6 +73,7 @@ pub fn router_with(state: PlatformState, extra: Router<PlatformState>) -> Router
 pub struct Application {
     listener: TcpListener,
     state: PlatformState,
+    modules: Modules,
     extra: Router<PlatformState>,
 }
 
@@ -60,14 +81,22 @@ impl Application {
     /// Connects the stores and binds the port (`PORT=0` picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = db::connect(&config).await?;
+        Self::build_with_pool(config, pool).await
+    }
+
+    /// [`Application::build`] on an existing pool (`rentify all` migrates
+    /// on it first).
+    pub async fn build_with_pool(config: Config, pool: sqlx::PgPool) -> anyhow::Result<Self> {
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind {addr} (HOST/PORT): {e}"))?;
         let state = PlatformState::build(config, pool).await?;
+        let modules = Modules::init(&state).await?;
         Ok(Self {
             listener,
             state,
+            modules,
             extra: Router::new(),
         })
     }
@@ -80,6 +109,10 @@ impl Application {
 
     pub fn state(&self) -> &PlatformState {
         &self.state
+    }
+
+    pub fn modules(&self) -> &Modules {
+        &self.modules
     }
 
     /// Mounts more routes behind the same middleware (tests only).
@@ -99,13 +132,15 @@ impl Application {
         let Self {
             listener,
             state,
+            modules,
             extra,
         } = self;
         let grace = state.config.shutdown_grace();
         tracing::info!(addr = %listener.local_addr()?, docs = %format!("{}/docs", state.config.public_base_url), "serving the API");
         let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
         let draining_state = state.clone();
-        let app = router_with(state, extra).into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            router_with(state, modules, extra).into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             draining_state.start_draining();

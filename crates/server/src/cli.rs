@@ -30,6 +30,36 @@ pub enum Command {
     },
     /// Print the OpenAPI 3.1 document as JSON.
     Openapi,
+    /// Operator commands for administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Operator commands for access-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin account, or make an existing account admin.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Prefer `RENTIFY_ADMIN_PASSWORD` in scripts: arguments show in `ps`.
+        #[arg(long, env = "RENTIFY_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Start signing with a new key; tokens of the old one stay valid until they expire.
+    Rotate,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -61,9 +91,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::All => {
             // One pool for the whole process: migrations, API and worker.
-            let app = Application::build(config.clone()).await?;
-            let pool = app.state().db.clone();
+            let pool = db::connect(&config).await?;
             db::migrate(&pool).await?;
+            let app = Application::build_with_pool(config.clone(), pool.clone()).await?;
             // One stop signal for both halves: SIGTERM, or the API failing.
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let worker = tokio::spawn(worker::run_until(
@@ -103,8 +133,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::connect(&config).await?;
             seed::demo(&pool).await
         }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    password,
+                    display_name,
+                },
+        } => {
+            let (identity, pool) = identity_for_operator(config).await?;
+            let result = rentify_identity::admin::create_admin(
+                &identity,
+                &email,
+                &password,
+                display_name.as_deref(),
+            )
+            .await;
+            pool.close().await;
+            match result {
+                Ok((id, true)) => println!("created admin {email} ({id})"),
+                Ok((id, false)) => println!("{email} ({id}) is now an admin"),
+                Err(error) => {
+                    let error = rentify_platform::ApiError::from(error);
+                    anyhow::bail!("{}: {}", error.code(), error.message());
+                }
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let (identity, pool) = identity_for_operator(config).await?;
+            let kid = identity.keys().rotate().await;
+            pool.close().await;
+            println!("now signing with {}", kid?);
+            Ok(())
+        }
         Command::Openapi => unreachable!("handled before configuration is read"),
     }
+}
+
+/// The identity module on its own pool, for operator commands.
+async fn identity_for_operator(
+    config: Config,
+) -> anyhow::Result<(rentify_identity::Identity, sqlx::PgPool)> {
+    let pool = db::connect(&config).await?;
+    let state = rentify_platform::PlatformState::build(config, pool.clone()).await?;
+    let identity = rentify_identity::Identity::init(&state).await?;
+    Ok((identity, pool))
 }
 
 /// Resolves on SIGTERM (orchestrators) or Ctrl-C (people).

@@ -1,7 +1,10 @@
 //! The OpenAPI 3.1 document, generated from handler annotations
 //! (`#[utoipa::path]`) and served at `/v1/openapi.json` and `/docs`.
 
-use rentify_platform::error::{ErrorEnvelope, ErrorObject, FieldError};
+use rentify_platform::{
+    auth::BearerSecurity,
+    error::{ErrorEnvelope, ErrorObject, FieldError},
+};
 use utoipa::OpenApi;
 
 use crate::app::api_routes;
@@ -21,7 +24,13 @@ with an ISO 4217 currency; times are RFC 3339 UTC; `X-Request-Id` is echoed; rat
     ),
     servers((url = "/", description = "this server")),
     components(schemas(ErrorEnvelope, ErrorObject, FieldError)),
+    modifiers(&BearerSecurity),
     tags(
+        (name = "auth", description = "Sign-up, sign-in, sessions, verification, MFA and external sign-in"),
+        (name = "users", description = "Profiles, preferences, identity verification (KYC) and privacy"),
+        (name = "api_keys", description = "Scoped API keys for services (admins)"),
+        (name = "admin", description = "Roles, accounts and the audit log (admins)"),
+        (name = "webhooks", description = "Signed callbacks from providers"),
         (name = "operations", description = "Health checks and metrics for operators"),
     )
 )]

@@ -2,7 +2,7 @@
 //! place so its order is visible:
 //!
 //! request id (unacceptable client ids replaced) → trace span → metrics → envelope guarantee → panic catcher →
-//! timeout → body limit → CORS → security headers → rate limit → handler.
+//! timeout → body limit → CORS → security headers → authentication → rate limit → handler.
 
 pub mod envelope;
 pub mod metrics;
@@ -18,7 +18,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{ratelimit, state::PlatformState};
+use crate::{auth, ratelimit, state::PlatformState};
 
 /// Largest request body accepted anywhere (413 `payload_too_large` above).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -27,10 +27,15 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn apply(router: Router<PlatformState>, state: &PlatformState) -> Router<PlatformState> {
     let config = &state.config;
     // `layer` wraps: the last one added runs first on the way in.
-    let router = router.layer(middleware::from_fn_with_state(
-        state.clone(),
-        ratelimit::rate_limit,
-    ));
+    let router = router
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::rate_limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     security::headers(router)
         .layer(security::cors(&config.cors_allowed_origins))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -86,9 +86,16 @@ fn ceil_secs(duration: std::time::Duration) -> u64 {
 /// The caller's IP: the socket peer, or the left-most `X-Forwarded-For`
 /// entry when the deployment says a trusted proxy sets it.
 pub fn client_ip(request: &Request, trust_proxy_headers: bool) -> String {
+    ip_from(request.headers(), request.extensions(), trust_proxy_headers)
+}
+
+fn ip_from(
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_proxy_headers: bool,
+) -> String {
     if trust_proxy_headers
-        && let Some(ip) = request
-            .headers()
+        && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
@@ -96,9 +103,27 @@ pub fn client_ip(request: &Request, trust_proxy_headers: bool) -> String {
     {
         return ip.to_string();
     }
-    request
-        .extensions()
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Extractor of the caller's IP, by the same rule as the rate limiter.
+#[derive(Clone, Debug)]
+pub struct ClientIp(pub String);
+
+impl axum::extract::FromRequestParts<PlatformState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &PlatformState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(ip_from(
+            &parts.headers,
+            &parts.extensions,
+            state.config.trust_proxy_headers,
+        )))
+    }
 }

@@ -13,7 +13,7 @@ mod redis_store;
 
 use std::{sync::Arc, time::Duration};
 
-pub use layer::{RateLimitSubject, rate_limit};
+pub use layer::{ClientIp, RateLimitSubject, client_ip, rate_limit};
 pub use memory::MemoryStore;
 pub use quota::Quota;
 pub use redis_store::RedisStore;
@@ -74,6 +74,13 @@ pub enum Group {
     Read,
     Write,
     Auth,
+    /// `POST /v1/auth/login`, per IP: slows credential stuffing.
+    Login,
+    /// `POST /v1/auth/register`, per IP.
+    Register,
+    /// Accounts created per IP per day: the sign-up velocity check, taken
+    /// by the register handler only when an account is actually created.
+    Signup,
 }
 
 impl Group {
@@ -82,6 +89,9 @@ impl Group {
             Group::Read => "read",
             Group::Write => "write",
             Group::Auth => "auth",
+            Group::Login => "login",
+            Group::Register => "register",
+            Group::Signup => "signup",
         }
     }
 
@@ -91,7 +101,11 @@ impl Group {
         if !path.starts_with("/v1/") || path.starts_with("/v1/openapi.json") {
             return None;
         }
-        if path.starts_with("/v1/auth/") {
+        if path == "/v1/auth/login" && method == http::Method::POST {
+            Some(Group::Login)
+        } else if path == "/v1/auth/register" && method == http::Method::POST {
+            Some(Group::Register)
+        } else if path.starts_with("/v1/auth/") {
             Some(Group::Auth)
         } else if method == http::Method::GET
             || method == http::Method::HEAD
@@ -117,6 +131,9 @@ pub struct RateLimiter {
     read: Quota,
     write: Quota,
     auth: Quota,
+    login: Quota,
+    register: Quota,
+    signup: Quota,
 }
 
 impl RateLimiter {
@@ -126,6 +143,9 @@ impl RateLimiter {
             read: config.rate_limit_read,
             write: config.rate_limit_write,
             auth: config.rate_limit_auth,
+            login: config.rate_limit_login,
+            register: config.rate_limit_register,
+            signup: config.signup_velocity,
         }
     }
 
@@ -134,6 +154,9 @@ impl RateLimiter {
             Group::Read => self.read,
             Group::Write => self.write,
             Group::Auth => self.auth,
+            Group::Login => self.login,
+            Group::Register => self.register,
+            Group::Signup => self.signup,
         }
     }
 

@@ -1,6 +1,7 @@
 //! HTTP-level tests of the running application against real PostgreSQL and
 //! Redis. One test binary (faster to link); each test gets its own database.
 
+mod oidc_provider;
 mod support;
 mod widgets;
 
@@ -8,8 +9,10 @@ mod config_and_startup;
 mod envelope;
 mod health_and_metrics;
 mod idempotency;
+mod identity_sessions;
 mod jobs_and_outbox;
 mod middleware;
+mod oidc;
 mod openapi;
 mod pagination;
 mod rate_limits;

@@ -308,3 +308,83 @@ pub fn error_code(body: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no code in {body}"))
 }
+
+/// A strong password every test account uses unless it tests the policy.
+pub const PASSWORD: &str = "Tq8#vLm2$xWz9!pR";
+
+impl TestApp {
+    /// Any method, with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// `call`, then status and JSON body.
+    pub async fn call_parts(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let (status, _, body) = parts(self.call(method, path, token, body).await).await;
+        (status, body)
+    }
+
+    /// Registers `email` with [`PASSWORD`] and returns the session.
+    pub async fn register(&self, email: &str) -> Value {
+        let (status, body) = self
+            .call_parts(
+                reqwest::Method::POST,
+                "/v1/auth/register",
+                None,
+                Some(&serde_json::json!({
+                    "email": email, "password": PASSWORD, "display_name": email.split('@').next().unwrap()
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "register {email}: {body}");
+        body
+    }
+
+    /// Registers `email` and returns (user id, access token).
+    pub async fn user(&self, email: &str) -> (String, String) {
+        let session = self.register(email).await;
+        (
+            session["user"]["id"].as_str().unwrap().to_owned(),
+            session["access_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// An admin made the way operators do (`rentify admin create`), signed in.
+    pub async fn admin(&self, email: &str) -> (String, String) {
+        let (id, _) = self.user(email).await;
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1::uuid, 'admin')")
+            .bind(&id)
+            .execute(&self.db)
+            .await
+            .unwrap();
+        let (status, body) = self
+            .call_parts(
+                reqwest::Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(&serde_json::json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        (id, body["access_token"].as_str().unwrap().to_owned())
+    }
+}

@@ -1,0 +1,143 @@
+//! Identity and access: who a caller is and what they may touch.
+//!
+//! - [`sessions`]: register, login (lockout, MFA challenge), refresh-token
+//!   rotation with reuse detection, logout.
+//! - [`tokens`]: Ed25519 JWT access tokens and the JWKS.
+//! - [`users`]: profiles, preferences, public profiles.
+//! - [`admin`]: roles, audit log, the operator's `admin create`.
+//! - [`api_keys`]: scoped `rk_live_` keys for services.
+//! - [`verification`], [`mfa`], [`kyc`], [`privacy`], [`oidc`].
+//!
+//! Handlers reach the module's services through `Extension<Identity>`; the
+//! bearer-token verifier is registered on the platform state so every other
+//! module authenticates through `rentify_platform::auth` alone.
+
+pub mod admin;
+pub mod api_keys;
+pub mod audit;
+pub mod crypto;
+pub mod delivery;
+pub mod error;
+pub mod kyc;
+pub mod mfa;
+pub mod oidc;
+pub mod password;
+pub mod privacy;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
+pub mod verification;
+
+use std::sync::Arc;
+
+use rentify_platform::{
+    ApiError, PlatformState,
+    auth::{Authenticator, Credential, Principal},
+    config::Config,
+};
+use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::IdentityError;
+
+use crate::{
+    crypto::{BlindIndex, FieldCipher},
+    tokens::KeyRing,
+};
+
+/// The identity module's services, shared by its handlers.
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: PlatformState,
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    keys: KeyRing,
+    /// Verified instead of a real hash for unknown emails (equal timing).
+    dummy_hash: String,
+}
+
+impl Identity {
+    /// Loads keys (creating the first signing key) and registers the
+    /// bearer-token verifier on `state`.
+    pub async fn init(state: &PlatformState) -> anyhow::Result<Self> {
+        let cipher = FieldCipher::from_config(&state.config)?;
+        let blind_index = BlindIndex::from_config(&state.config)?;
+        let keys = KeyRing::load(state.db.clone(), cipher.clone(), &state.config).await?;
+        let dummy_hash = password::hash(crypto::random_token(24)).await?;
+        let identity = Self {
+            inner: Arc::new(Inner {
+                state: state.clone(),
+                cipher,
+                blind_index,
+                keys,
+                dummy_hash,
+            }),
+        };
+        state.set_authenticator(Arc::new(identity.clone()));
+        Ok(identity)
+    }
+
+    pub fn db(&self) -> &PgPool {
+        &self.inner.state.db
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.state.config
+    }
+
+    pub fn platform(&self) -> &PlatformState {
+        &self.inner.state
+    }
+
+    pub fn cipher(&self) -> &FieldCipher {
+        &self.inner.cipher
+    }
+
+    pub fn blind_index(&self) -> &BlindIndex {
+        &self.inner.blind_index
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.inner.keys
+    }
+
+    pub(crate) fn dummy_hash(&self) -> &str {
+        &self.inner.dummy_hash
+    }
+}
+
+#[async_trait::async_trait]
+impl Authenticator for Identity {
+    async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        if token.starts_with(api_keys::PREFIX) {
+            return api_keys::authenticate(self, token).await;
+        }
+        let claims = self.keys().verify(token).await?;
+        Ok(Principal {
+            user_id: claims.sub,
+            roles: claims.roles,
+            scopes: None,
+            credential: Credential::AccessToken {
+                session_id: claims.sid,
+            },
+        })
+    }
+}
+
+/// Every identity route with its OpenAPI description.
+pub fn routes() -> OpenApiRouter<PlatformState> {
+    OpenApiRouter::new()
+        .merge(sessions::routes())
+        .merge(users::routes())
+        .merge(admin::routes())
+        .merge(api_keys::routes())
+        .merge(verification::routes())
+        .merge(mfa::routes())
+        .merge(kyc::routes())
+        .merge(privacy::routes())
+        .merge(oidc::routes())
+}
