@@ -521,13 +521,17 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The public keys that verify access tokens (RFC 7517).
+/// The public keys that verify access tokens (RFC 7517). Read fresh from
+/// the database, so a rotation by any process shows at once.
 #[utoipa::path(
     get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, body = crate::tokens::Jwks))
 )]
-pub async fn jwks(Extension(identity): Extension<Identity>) -> axum::Json<crate::tokens::Jwks> {
-    axum::Json(identity.keys().jwks())
+pub async fn jwks(
+    Extension(identity): Extension<Identity>,
+) -> Result<axum::Json<crate::tokens::Jwks>, IdentityError> {
+    identity.keys().reload().await?;
+    Ok(axum::Json(identity.keys().jwks()))
 }
 
 /// An account at an external OpenID provider, as its verified ID token
