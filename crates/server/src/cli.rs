@@ -150,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await;
             pool.close().await;
+            let email = rentify_identity::sessions::normalize_email(&email);
             match result {
                 Ok((id, true)) => println!("created admin {email} ({id})"),
                 Ok((id, false)) => println!("{email} ({id}) is now an admin"),
