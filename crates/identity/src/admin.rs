@@ -49,9 +49,9 @@ fn require_admin_or_scope(caller: &Caller, scope: &str) -> ApiResult<()> {
     security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = User),
-        (status = 403, body = rentify_platform::error::ErrorEnvelope),
-        (status = 404, body = rentify_platform::error::ErrorEnvelope),
+        (status = 200, description = "OK", body = User),
+        (status = 403, description = "Forbidden", body = rentify_platform::error::ErrorEnvelope),
+        (status = 404, description = "Not found", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
 pub async fn get_user_as_admin(
@@ -91,9 +91,9 @@ pub struct RoleGrant {
     params(("id" = Uuid, Path)),
     request_body = RoleGrant,
     responses(
-        (status = 200, body = User),
-        (status = 403, body = rentify_platform::error::ErrorEnvelope),
-        (status = 404, body = rentify_platform::error::ErrorEnvelope),
+        (status = 200, description = "OK", body = User),
+        (status = 403, description = "Forbidden", body = rentify_platform::error::ErrorEnvelope),
+        (status = 404, description = "Not found", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
 pub async fn grant_role(
@@ -132,9 +132,9 @@ pub async fn grant_role(
     security(("bearer" = [])),
     params(("id" = Uuid, Path), ("role" = Role, Path)),
     responses(
-        (status = 200, body = User),
-        (status = 403, body = rentify_platform::error::ErrorEnvelope),
-        (status = 404, body = rentify_platform::error::ErrorEnvelope),
+        (status = 200, description = "OK", body = User),
+        (status = 403, description = "Forbidden", body = rentify_platform::error::ErrorEnvelope),
+        (status = 404, description = "Not found", body = rentify_platform::error::ErrorEnvelope),
         (status = 409, description = "`role_not_revocable`", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
@@ -211,8 +211,8 @@ pub struct AuditQuery {
     security(("bearer" = [])),
     params(AuditQuery, PageParams),
     responses(
-        (status = 200, body = Page<AuditEntry>),
-        (status = 403, body = rentify_platform::error::ErrorEnvelope),
+        (status = 200, description = "OK", body = Page<AuditEntry>),
+        (status = 403, description = "Forbidden", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
 pub async fn list_audit_log(
@@ -321,4 +321,52 @@ pub async fn create_admin(
     }
     tx.commit().await?;
     Ok((user_id, created))
+}
+
+/// Demo data: an account with `roles` (plus `renter`) and a verified email,
+/// created once; later runs leave it as it is.
+pub async fn ensure_demo_account(
+    identity: &Identity,
+    email: &str,
+    password_plain: &str,
+    display_name: &str,
+    roles: &[Role],
+) -> Result<Uuid, IdentityError> {
+    let email = normalize_email(email);
+    let mut tx = identity.db().begin().await?;
+    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let user_id = match existing {
+        Some(id) => id,
+        None => {
+            let hash = password::hash(password_plain.to_owned()).await?;
+            let id = rentify_platform::ids::new_id();
+            sqlx::query(
+                "INSERT INTO users (id, email, email_verified_at, password_hash, display_name) VALUES ($1, $2, now(), $3, $4)",
+            )
+            .bind(id)
+            .bind(&email)
+            .bind(&hash)
+            .bind(display_name)
+            .execute(&mut *tx)
+            .await?;
+            audit::record(
+                &mut tx,
+                &AuditContext::system("operator"),
+                "user.registered",
+                "user",
+                id,
+                serde_json::json!({"via": "demo_seed"}),
+            )
+            .await?;
+            id
+        }
+    };
+    for role in std::iter::once(&Role::Renter).chain(roles) {
+        sessions::grant_role(&mut tx, user_id, *role, None).await?;
+    }
+    tx.commit().await?;
+    Ok(user_id)
 }

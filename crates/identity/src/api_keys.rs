@@ -87,9 +87,9 @@ const COLUMNS: &str = "id, name, prefix, scopes, created_by, created_at, last_us
     security(("bearer" = [])),
     request_body = NewApiKey,
     responses(
-        (status = 201, body = ApiKey),
+        (status = 201, description = "Created", body = ApiKey),
         (status = 400, description = "`validation_failed` (unknown scope)", body = rentify_platform::error::ErrorEnvelope),
-        (status = 403, body = rentify_platform::error::ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
 pub async fn create_api_key(
@@ -154,8 +154,8 @@ pub async fn create_api_key(
     get, path = "/v1/api-keys", tag = "api_keys",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = rentify_platform::pagination::Page<ApiKey>),
-        (status = 403, body = rentify_platform::error::ErrorEnvelope),
+        (status = 200, description = "OK", body = rentify_platform::pagination::Page<ApiKey>),
+        (status = 403, description = "Forbidden", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
 pub async fn list_api_keys(
@@ -187,9 +187,9 @@ pub async fn list_api_keys(
     security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = ApiKey),
-        (status = 403, body = rentify_platform::error::ErrorEnvelope),
-        (status = 404, body = rentify_platform::error::ErrorEnvelope),
+        (status = 200, description = "OK", body = ApiKey),
+        (status = 403, description = "Forbidden", body = rentify_platform::error::ErrorEnvelope),
+        (status = 404, description = "Not found", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
 pub async fn revoke_api_key(

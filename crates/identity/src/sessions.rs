@@ -98,7 +98,7 @@ pub fn normalize_email(email: &str) -> String {
     post, path = "/v1/auth/register", tag = "auth",
     request_body = Register,
     responses(
-        (status = 201, body = Session),
+        (status = 201, description = "Created", body = Session),
         (status = 400, description = "`validation_failed` or `weak_password`", body = rentify_platform::error::ErrorEnvelope),
         (status = 409, description = "`email_taken`", body = rentify_platform::error::ErrorEnvelope),
         (status = 429, description = "`rate_limited` or `signup_velocity_exceeded`", body = rentify_platform::error::ErrorEnvelope),
@@ -209,7 +209,7 @@ pub(crate) async fn grant_role(
     post, path = "/v1/auth/login", tag = "auth",
     request_body = Login,
     responses(
-        (status = 200, body = Session),
+        (status = 200, description = "OK", body = Session),
         (status = 401, description = "`invalid_credentials` or `mfa_required`", body = rentify_platform::error::ErrorEnvelope),
         (status = 423, description = "`account_locked`, with `Retry-After`", body = rentify_platform::error::ErrorEnvelope),
         (status = 429, description = "`rate_limited`", body = rentify_platform::error::ErrorEnvelope),
@@ -444,7 +444,7 @@ pub(crate) async fn revoke_all(
     post, path = "/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 200, body = Session),
+        (status = 200, description = "OK", body = Session),
         (status = 401, description = "`invalid_refresh_token` or `refresh_token_reused`", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
@@ -525,7 +525,7 @@ pub async fn logout(
 /// the database, so a rotation by any process shows at once.
 #[utoipa::path(
     get, path = "/.well-known/jwks.json", tag = "auth",
-    responses((status = 200, body = crate::tokens::Jwks))
+    responses((status = 200, description = "OK", body = crate::tokens::Jwks))
 )]
 pub async fn jwks(
     Extension(identity): Extension<Identity>,

@@ -253,7 +253,7 @@ fn public_view(row: &UserRow) -> PublicProfile {
     get, path = "/v1/users/me", tag = "users",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = User),
+        (status = 200, description = "OK", body = User),
         (status = 401, description = "`unauthenticated` or `invalid_token`", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
@@ -330,9 +330,9 @@ fn check_update(input: &UpdateMe) -> ApiResult<()> {
     security(("bearer" = [])),
     request_body = UpdateMe,
     responses(
-        (status = 200, body = User),
+        (status = 200, description = "OK", body = User),
         (status = 400, description = "`validation_failed`", body = rentify_platform::error::ErrorEnvelope),
-        (status = 401, body = rentify_platform::error::ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
 pub async fn update_me(
@@ -398,7 +398,7 @@ pub async fn update_me(
     security(("bearer" = [])),
     request_body = Preferences,
     responses(
-        (status = 200, body = User),
+        (status = 200, description = "OK", body = User),
         (status = 400, description = "`validation_failed`", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
@@ -439,8 +439,8 @@ pub async fn update_preferences(
     get, path = "/v1/users/{id}", tag = "users",
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = PublicProfile),
-        (status = 404, body = rentify_platform::error::ErrorEnvelope),
+        (status = 200, description = "OK", body = PublicProfile),
+        (status = 404, description = "Not found", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
 pub async fn get_user(

@@ -131,7 +131,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed { demo } => {
             anyhow::ensure!(demo, "nothing to seed: pass --demo");
             let pool = db::connect(&config).await?;
-            seed::demo(&pool).await
+            let result = seed::demo(config, &pool).await;
+            pool.close().await;
+            result
         }
         Command::Admin {
             command:

@@ -1,19 +1,35 @@
 //! `rentify seed --demo`: a small, realistic marketplace for `make run`.
 //! Idempotent: running it twice leaves the same data.
 
+use rentify_platform::{PlatformState, auth::Role, config::Config};
 use sqlx::PgPool;
 
+/// Password of every demo account (documented in the README; demo only).
+pub const DEMO_PASSWORD: &str = "rentify-demo-2026";
+
+/// Demo accounts: (email, display name, extra roles).
+pub const DEMO_ACCOUNTS: &[(&str, &str, &[Role])] = &[
+    ("admin@rentify.test", "Rentify Admin", &[Role::Admin]),
+    ("olivia@rentify.test", "Olivia (owner)", &[Role::Owner]),
+    ("ravi@rentify.test", "Ravi (renter)", &[]),
+];
+
 /// Loads the demo data. Each module adds its part here as it lands.
-pub async fn demo(pool: &PgPool) -> anyhow::Result<()> {
-    // The foundation has no domain data of its own yet; check the schema is
-    // there so a forgotten `migrate` is reported clearly.
-    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('public.events') IS NOT NULL")
+pub async fn demo(config: Config, pool: &PgPool) -> anyhow::Result<()> {
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('public.users') IS NOT NULL")
         .fetch_one(pool)
         .await?;
     anyhow::ensure!(
         migrated,
         "the database is not migrated: run `rentify migrate` first"
     );
-    tracing::info!("demo data loaded");
+    let state = PlatformState::build(config, pool.clone()).await?;
+    let identity = rentify_identity::Identity::init(&state).await?;
+    for (email, name, roles) in DEMO_ACCOUNTS {
+        rentify_identity::admin::ensure_demo_account(&identity, email, DEMO_PASSWORD, name, roles)
+            .await
+            .map_err(|e| anyhow::anyhow!("demo account {email}: {e}"))?;
+    }
+    tracing::info!(accounts = DEMO_ACCOUNTS.len(), "demo data loaded");
     Ok(())
 }

@@ -80,6 +80,21 @@ async fn migrate_and_seed_run_twice_on_a_database() {
             );
         }
     }
+    // Seeding twice leaves the same demo accounts, the admin among them.
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let accounts: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT u.email, ARRAY(SELECT role FROM user_roles r WHERE r.user_id = u.id ORDER BY role)
+         FROM users u ORDER BY u.email",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(accounts.len(), 3, "{accounts:?}");
+    assert!(accounts.contains(&(
+        "admin@rentify.test".into(),
+        vec!["admin".into(), "renter".into()]
+    )));
 }
 
 fn free_port() -> u16 {
