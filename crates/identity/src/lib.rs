@@ -141,3 +141,13 @@ pub fn routes() -> OpenApiRouter<PlatformState> {
         .merge(privacy::routes())
         .merge(oidc::routes())
 }
+
+/// Makes `user_id` an `owner` (idempotent); the listings module calls it in
+/// the transaction that creates a user's first listing. Returns whether the
+/// role is new. Access tokens carry the role from the next refresh.
+pub async fn become_owner(
+    conn: &mut sqlx::PgConnection,
+    user_id: uuid::Uuid,
+) -> sqlx::Result<bool> {
+    sessions::grant_role(conn, user_id, rentify_platform::auth::Role::Owner, None).await
+}
