@@ -17,11 +17,18 @@ pub mod codes {
     pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
     pub const MFA_REQUIRED: &str = "mfa_required";
     pub const INVALID_MFA_CODE: &str = "invalid_mfa_code";
+    pub const INVALID_MFA_CHALLENGE: &str = "invalid_mfa_challenge";
+    pub const MFA_ALREADY_ENABLED: &str = "mfa_already_enabled";
+    pub const MFA_NOT_ENABLED: &str = "mfa_not_enabled";
+    pub const MFA_NOT_ENROLLED: &str = "mfa_not_enrolled";
     pub const INVALID_VERIFICATION_TOKEN: &str = "invalid_verification_token";
     pub const INVALID_OTP: &str = "invalid_otp";
     pub const OTP_ATTEMPTS_EXCEEDED: &str = "otp_attempts_exceeded";
     pub const INVALID_SIGNATURE: &str = "invalid_signature";
     pub const SIGNUP_VELOCITY: &str = "signup_velocity_exceeded";
+    pub const EMAIL_ALREADY_VERIFIED: &str = "email_already_verified";
+    pub const IDENTITY_VERIFICATION_PENDING: &str = "identity_verification_pending";
+    pub const IDENTITY_ALREADY_VERIFIED: &str = "identity_already_verified";
 }
 
 #[derive(Debug, thiserror::Error)]

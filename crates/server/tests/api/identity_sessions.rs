@@ -5,7 +5,11 @@ use serde_json::{Value, json};
 
 use crate::support::{PASSWORD, TestApp, error_code, parts};
 
-async fn login(app: &TestApp, email: &str, password: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn login(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     parts(
         app.call(
             Method::POST,
@@ -39,20 +43,29 @@ async fn register_returns_a_session_whose_token_reads_the_profile() {
     assert_eq!(session["user"]["roles"], json!(["renter"]));
     assert_eq!(session["user"]["identity_status"], "unverified");
     let token = session["access_token"].as_str().unwrap();
-    let (status, me) = app.call_parts(Method::GET, "/v1/users/me", Some(token), None).await;
+    let (status, me) = app
+        .call_parts(Method::GET, "/v1/users/me", Some(token), None)
+        .await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["id"], session["user"]["id"]);
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users")
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
     let stored: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM refresh_tokens")
         .fetch_one(&app.db)
         .await
         .unwrap();
     let refresh = session["refresh_token"].as_str().unwrap();
-    assert_ne!(stored, refresh.as_bytes(), "refresh tokens are stored hashed");
+    assert_ne!(
+        stored,
+        refresh.as_bytes(),
+        "refresh tokens are stored hashed"
+    );
     assert_eq!(stored.len(), 32);
 }
 
@@ -70,7 +83,10 @@ async fn weak_passwords_duplicate_emails_and_bad_input_are_refused() {
             .await;
         assert_eq!(status, 400, "{body}");
         assert_eq!(error_code(&body), "weak_password");
-        assert!(body["error"]["message"].as_str().unwrap().contains(expect), "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(expect),
+            "{body}"
+        );
     }
     app.register("taken@example.com").await;
     let (status, body) = app
@@ -97,7 +113,10 @@ async fn weak_passwords_duplicate_emails_and_bad_input_are_refused() {
         .iter()
         .map(|d| d["field"].as_str().unwrap())
         .collect();
-    assert!(fields.contains(&"email") && fields.contains(&"display_name"), "{body}");
+    assert!(
+        fields.contains(&"email") && fields.contains(&"display_name"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -142,7 +161,10 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
         .fetch_all(&app.db)
         .await
         .unwrap();
-    assert!(actions.contains(&"session.refresh_token_reused".to_string()), "{actions:?}");
+    assert!(
+        actions.contains(&"session.refresh_token_reused".to_string()),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test]
@@ -153,7 +175,12 @@ async fn logout_revokes_the_family_and_unknown_tokens_are_refused() {
     let (_, rotated) = refresh(&app, r1).await;
     let r2 = rotated["refresh_token"].as_str().unwrap();
     let response = app
-        .call(Method::POST, "/v1/auth/logout", None, Some(&json!({"refresh_token": r2})))
+        .call(
+            Method::POST,
+            "/v1/auth/logout",
+            None,
+            Some(&json!({"refresh_token": r2})),
+        )
         .await;
     assert_eq!(response.status(), 204);
     let (status, body) = refresh(&app, r2).await;
@@ -161,7 +188,12 @@ async fn logout_revokes_the_family_and_unknown_tokens_are_refused() {
     let (status, body) = refresh(&app, "rt_made-up").await;
     assert_eq!((status, error_code(&body)), (401, "invalid_refresh_token"));
     let (status, body) = app
-        .call_parts(Method::POST, "/v1/auth/logout", None, Some(&json!({"refresh_token": "nope"})))
+        .call_parts(
+            Method::POST,
+            "/v1/auth/logout",
+            None,
+            Some(&json!({"refresh_token": "nope"})),
+        )
         .await;
     assert_eq!((status, error_code(&body)), (401, "invalid_refresh_token"));
 }
@@ -193,7 +225,10 @@ async fn five_failures_lock_the_account_with_escalating_backoff_then_it_lifts() 
     let (status, headers, _) = login(&app, "eve@example.com", PASSWORD).await;
     assert_eq!(status, 423);
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(retry > 60 && retry <= 300, "second lock is five minutes: {retry}");
+    assert!(
+        retry > 60 && retry <= 300,
+        "second lock is five minutes: {retry}"
+    );
 
     sqlx::query("UPDATE users SET locked_until = now() - interval '1 second'")
         .execute(&app.db)
@@ -206,7 +241,11 @@ async fn five_failures_lock_the_account_with_escalating_backoff_then_it_lifts() 
             .fetch_one(&app.db)
             .await
             .unwrap();
-    assert_eq!((level, failures), (0, 0), "a successful sign-in resets the counters");
+    assert_eq!(
+        (level, failures),
+        (0, 0),
+        "a successful sign-in resets the counters"
+    );
 }
 
 #[tokio::test]
@@ -255,7 +294,11 @@ async fn signup_velocity_caps_accounts_per_ip() {
             Some(&json!({"email": "v3@example.com", "password": PASSWORD, "display_name": "V"})),
         )
         .await;
-    assert_eq!((status, error_code(&body)), (429, "signup_velocity_exceeded"), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (429, "signup_velocity_exceeded"),
+        "{body}"
+    );
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&app.db)
         .await

@@ -19,7 +19,8 @@ async fn real_key(app: &TestApp) -> (String, EncodingKey) {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    let config = rentify_platform::config::Config::from_vars(Vec::<(String, String)>::new()).unwrap();
+    let config =
+        rentify_platform::config::Config::from_vars(Vec::<(String, String)>::new()).unwrap();
     let der = FieldCipher::from_config(&config)
         .unwrap()
         .decrypt("signing_keys.private_key", &sealed)
@@ -36,7 +37,8 @@ fn claims(sub: &str, iss: &str, aud: &str, exp_offset: i64) -> Value {
 }
 
 async fn me_with(app: &TestApp, token: &str) -> (u16, Value) {
-    app.call_parts(Method::GET, "/v1/users/me", Some(token), None).await
+    app.call_parts(Method::GET, "/v1/users/me", Some(token), None)
+        .await
 }
 
 #[tokio::test]
@@ -46,7 +48,9 @@ async fn the_jwks_verifies_issued_tokens() {
     let token = session["access_token"].as_str().unwrap();
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.alg, Algorithm::EdDSA);
-    let (status, jwks) = app.call_parts(Method::GET, "/.well-known/jwks.json", None, None).await;
+    let (status, jwks) = app
+        .call_parts(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
     assert_eq!(status, 200);
     let key = jwks["keys"]
         .as_array()
@@ -54,7 +58,10 @@ async fn the_jwks_verifies_issued_tokens() {
         .iter()
         .find(|k| Some(k["kid"].as_str().unwrap()) == header.kid.as_deref())
         .expect("the token's kid is published");
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
     assert!(key.get("d").is_none(), "no private part in the JWKS");
     let decoding = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
     let mut validation = Validation::new(Algorithm::EdDSA);
@@ -83,8 +90,12 @@ async fn bad_tokens_are_refused_with_invalid_token() {
     assert_eq!(me_with(&app, &control).await.0, 200);
 
     let expired = jsonwebtoken::encode(&header, &claims(&id, iss, "rentify", -120), &key).unwrap();
-    let wrong_issuer =
-        jsonwebtoken::encode(&header, &claims(&id, "https://evil.example", "rentify", 600), &key).unwrap();
+    let wrong_issuer = jsonwebtoken::encode(
+        &header,
+        &claims(&id, "https://evil.example", "rentify", 600),
+        &key,
+    )
+    .unwrap();
     let wrong_audience =
         jsonwebtoken::encode(&header, &claims(&id, iss, "another-service", 600), &key).unwrap();
 
@@ -109,7 +120,9 @@ async fn bad_tokens_are_refused_with_invalid_token() {
     );
 
     // Algorithm confusion: HS256 keyed with the public key from the JWKS.
-    let (_, jwks) = app.call_parts(Method::GET, "/.well-known/jwks.json", None, None).await;
+    let (_, jwks) = app
+        .call_parts(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
     let public = URL_SAFE_NO_PAD
         .decode(jwks["keys"][0]["x"].as_str().unwrap())
         .unwrap();
@@ -154,7 +167,9 @@ async fn bad_tokens_are_refused_with_invalid_token() {
         .unwrap();
     assert_eq!(response.status(), 401);
     // No credentials at all: 401 unauthenticated.
-    let (status, body) = app.call_parts(Method::GET, "/v1/users/me", None, None).await;
+    let (status, body) = app
+        .call_parts(Method::GET, "/v1/users/me", None, None)
+        .await;
     assert_eq!((status, error_code(&body)), (401, "unauthenticated"));
 }
 
@@ -169,18 +184,25 @@ async fn tokens_survive_a_key_rotation_until_they_expire() {
         app.database.url.clone(),
     )])
     .unwrap();
-    let state = rentify_platform::PlatformState::build(config, app.db.clone()).await.unwrap();
+    let state = rentify_platform::PlatformState::build(config, app.db.clone())
+        .await
+        .unwrap();
     let identity = rentify_identity::Identity::init(&state).await.unwrap();
     let new_kid = identity.keys().rotate().await.unwrap();
     assert_ne!(old_kid, new_kid);
     // The JWKS is read fresh: both keys are published at once.
-    let (status, jwks) = app.call_parts(Method::GET, "/.well-known/jwks.json", None, None).await;
+    let (status, jwks) = app
+        .call_parts(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
     // The running app now signs with the new key; old tokens stay valid.
     let session = app.register("rot2@example.com").await;
     let after = session["access_token"].as_str().unwrap();
-    assert_eq!(jsonwebtoken::decode_header(after).unwrap().kid.unwrap(), new_kid);
+    assert_eq!(
+        jsonwebtoken::decode_header(after).unwrap().kid.unwrap(),
+        new_kid
+    );
     assert_eq!(me_with(&app, &before).await.0, 200, "old tokens stay valid");
     assert_eq!(me_with(&app, after).await.0, 200);
 }
