@@ -23,7 +23,7 @@
 //                                  `code`, `state` and `iss`.
 //   POST /interaction/:uid/abort   ends the request with `error=access_denied`.
 //
-// Environment (or `--port N` as the first arguments):
+// Environment (`--port N` on the command line also sets the port):
 //   PORT           TCP port on 127.0.0.1; 0 (default) picks a free one.
 //   REDIRECT_URIS  comma-separated redirect URIs of client `rentify`
 //                  (default http://127.0.0.1:8080/v1/auth/oidc/callback).
@@ -31,10 +31,21 @@
 //   ID_TOKEN_CLAIMS=1  put email/name in the id_token too. By default the provider
 //                  conforms to OIDC Core 5.4: with the code flow, scope-requested
 //                  claims are served only by the userinfo endpoint.
+//   WRONG_JWKS=1   publish an unrelated public key (same kid) at the JWKS URI, so
+//                  ID tokens do not verify: tests the relying party's signature check.
 //   EXIT_WITH_STDIN=1  also stop when stdin closes (set by the test harness).
 //
 // Once listening it prints exactly one line `READY http://127.0.0.1:<port>` on
 // stdout (logs go to stderr). It stops on SIGTERM/SIGINT.
+//
+// By hand, against `make run`:
+//   scripts/oidc-provider/install.sh
+//   PORT=9000 REDIRECT_URIS=http://localhost:8080/v1/auth/oidc/callback node scripts/oidc-provider/server.mjs
+//   OIDC_ISSUER_URL=http://127.0.0.1:9000 OIDC_CLIENT_ID=rentify OIDC_CLIENT_SECRET=rentify-secret make run
+// then open http://localhost:8080/v1/auth/oidc/authorize in a browser.
+//
+// oidc-provider 9 warns "Unsupported runtime" on Node.js 20 (it wants 22 LTS) but
+// works on 20.19+, which is what CI has.
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -79,6 +90,11 @@ const server = http.createServer((req, res) => {
     });
     return;
   }
+  if (path === '/jwks' && process.env.WRONG_JWKS === '1') {
+    res.writeHead(200, { 'content-type': 'application/jwk-set+json' });
+    res.end(JSON.stringify({ keys: [wrongPublicKey] }));
+    return;
+  }
   provider.callback()(req, res);
 });
 
@@ -88,6 +104,12 @@ const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+const wrongPublicKey = {
+  ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }),
+  kid: signingKey.kid,
+  alg: 'RS256',
+  use: 'sig',
+};
 
 provider = new Provider(issuer, {
   clients: [

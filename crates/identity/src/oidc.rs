@@ -81,8 +81,8 @@ const ID_TOKEN_ALGORITHMS: &[Algorithm] = &[
 
 pub fn routes() -> OpenApiRouter<PlatformState> {
     OpenApiRouter::new()
-        .routes(routes!(authorize))
-        .routes(routes!(callback))
+        .routes(routes!(oidc_authorize))
+        .routes(routes!(oidc_callback))
         .layer(Extension(OidcClient::default()))
 }
 
@@ -96,7 +96,7 @@ pub fn routes() -> OpenApiRouter<PlatformState> {
         (status = 503, description = "`identity_provider_unavailable`: the provider's discovery document could not be fetched", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
-pub async fn authorize(
+pub async fn oidc_authorize(
     Extension(identity): Extension<Identity>,
     Extension(client): Extension<OidcClient>,
 ) -> Result<Response, IdentityError> {
@@ -173,7 +173,7 @@ pub struct CallbackParams {
         (status = 503, description = "`identity_provider_unavailable`: the provider did not answer", body = rentify_platform::error::ErrorEnvelope),
     )
 )]
-pub async fn callback(
+pub async fn oidc_callback(
     Extension(identity): Extension<Identity>,
     Extension(client): Extension<OidcClient>,
     ValidQuery(params): ValidQuery<CallbackParams>,
@@ -356,8 +356,29 @@ pub struct OidcClient {
 #[derive(Default)]
 struct ClientInner {
     http: OnceLock<reqwest::Client>,
-    metadata: Mutex<Option<(String, Instant, Arc<ProviderMetadata>)>>,
-    jwks: Mutex<Option<(String, Instant, Arc<Vec<Jwk>>)>>,
+    metadata: Mutex<Option<Cached<ProviderMetadata>>>,
+    jwks: Mutex<Option<Cached<Vec<Jwk>>>>,
+}
+
+/// A fetched document, the URL or issuer it belongs to, and when it came.
+struct Cached<T> {
+    source: String,
+    at: Instant,
+    value: Arc<T>,
+}
+
+impl<T> Cached<T> {
+    fn new(source: &str, value: Arc<T>) -> Self {
+        Self {
+            source: source.to_string(),
+            at: Instant::now(),
+            value,
+        }
+    }
+
+    fn fresh(&self, source: &str, max_age: Duration) -> Option<Arc<T>> {
+        (self.source == source && self.at.elapsed() < max_age).then(|| self.value.clone())
+    }
 }
 
 impl OidcClient {
@@ -370,7 +391,7 @@ impl OidcClient {
                 // The token endpoint gets the client secret: never follow it elsewhere.
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .unwrap_or_default()
+                .expect("the HTTP client builds (rustls with the webpki roots)")
         })
     }
 
@@ -399,11 +420,10 @@ impl OidcClient {
     /// The discovery document (cached for an hour), checked against the
     /// configured issuer.
     async fn metadata(&self, settings: &Settings) -> Result<Arc<ProviderMetadata>, IdentityError> {
-        if let Some((issuer, at, metadata)) = &*self.inner.metadata.lock().unwrap()
-            && *issuer == settings.issuer
-            && at.elapsed() < METADATA_TTL
-        {
-            return Ok(metadata.clone());
+        let cached = (self.inner.metadata.lock().unwrap().as_ref())
+            .and_then(|c| c.fresh(&settings.issuer, METADATA_TTL));
+        if let Some(metadata) = cached {
+            return Ok(metadata);
         }
         let url = format!(
             "{}/.well-known/openid-configuration",
@@ -418,23 +438,22 @@ impl OidcClient {
         }
         let metadata = Arc::new(metadata);
         *self.inner.metadata.lock().unwrap() =
-            Some((settings.issuer.clone(), Instant::now(), metadata.clone()));
+            Some(Cached::new(&settings.issuer, metadata.clone()));
         Ok(metadata)
     }
 
     /// The provider's signing keys; `refresh` refetches them (key rotation),
     /// at most every 30 s.
     async fn keys(&self, jwks_uri: &str, refresh: bool) -> Result<Arc<Vec<Jwk>>, IdentityError> {
-        if let Some((uri, at, keys)) = &*self.inner.jwks.lock().unwrap()
-            && uri == jwks_uri
-            && at.elapsed()
-                < if refresh {
-                    JWKS_REFETCH_MIN
-                } else {
-                    METADATA_TTL
-                }
-        {
-            return Ok(keys.clone());
+        let max_age = if refresh {
+            JWKS_REFETCH_MIN
+        } else {
+            METADATA_TTL
+        };
+        let cached =
+            (self.inner.jwks.lock().unwrap().as_ref()).and_then(|c| c.fresh(jwks_uri, max_age));
+        if let Some(keys) = cached {
+            return Ok(keys);
         }
         #[derive(Deserialize)]
         struct RawSet {
@@ -449,8 +468,7 @@ impl OidcClient {
             .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
             .collect();
         let keys = Arc::new(keys);
-        *self.inner.jwks.lock().unwrap() =
-            Some((jwks_uri.to_string(), Instant::now(), keys.clone()));
+        *self.inner.jwks.lock().unwrap() = Some(Cached::new(jwks_uri, keys.clone()));
         Ok(keys)
     }
 
@@ -537,10 +555,10 @@ impl OidcClient {
                 format!("{:?}", header.alg),
             ));
         }
-        let mut key = find_key(&*self.keys(&provider.jwks_uri, false).await?, &header);
+        let mut key = find_key(&self.keys(&provider.jwks_uri, false).await?, &header);
         if key.is_none() {
             // Perhaps the provider rotated its keys since we cached them.
-            key = find_key(&*self.keys(&provider.jwks_uri, true).await?, &header);
+            key = find_key(&self.keys(&provider.jwks_uri, true).await?, &header);
         }
         let key = key.ok_or_else(|| {
             sign_in_failed_because(
@@ -655,4 +673,55 @@ fn unavailable(message: &str, cause: impl std::fmt::Display) -> IdentityError {
     )
     .with_retry_after(5)
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// https issuers work: without a TLS backend reqwest refuses an https URL
+    /// ("scheme is not http"); with one, it tries and finds nothing listening.
+    #[tokio::test]
+    async fn the_http_client_speaks_https() {
+        let client = OidcClient::default();
+        let error = client
+            .http()
+            .get("https://127.0.0.1:1/.well-known/openid-configuration")
+            .send()
+            .await
+            .unwrap_err();
+        let error = format!("{error:?}");
+        assert!(!error.contains("scheme is not http"), "{error}");
+        assert!(error.contains("ConnectionRefused"), "{error}");
+    }
+
+    #[test]
+    fn email_verified_accepts_booleans_and_the_string_true() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<Verified>(v).unwrap().0;
+        assert!(parse(serde_json::json!(true)));
+        assert!(parse(serde_json::json!("true")));
+        assert!(!parse(serde_json::json!(false)));
+        assert!(!parse(serde_json::json!("false")));
+        assert!(!parse(serde_json::json!(1)));
+    }
+
+    #[test]
+    fn client_secret_basic_is_the_default_auth_method() {
+        let metadata = |methods: Option<Vec<&str>>| ProviderMetadata {
+            issuer: "https://op".into(),
+            authorization_endpoint: "https://op/auth".into(),
+            token_endpoint: "https://op/token".into(),
+            jwks_uri: "https://op/jwks".into(),
+            userinfo_endpoint: None,
+            token_endpoint_auth_methods_supported: methods
+                .map(|m| m.into_iter().map(String::from).collect()),
+        };
+        assert!(basic_auth_supported(&metadata(None)));
+        assert!(basic_auth_supported(&metadata(Some(vec![
+            "client_secret_basic"
+        ]))));
+        assert!(!basic_auth_supported(&metadata(Some(vec![
+            "client_secret_post"
+        ]))));
+    }
 }
