@@ -333,8 +333,8 @@ fn uri_component(value: &str) -> String {
     post, path = "/v1/users/me/mfa/totp", tag = "users",
     security(("bearer" = [])),
     responses(
-        (status = 201, body = MfaEnrollment),
-        (status = 401, body = rentify_platform::error::ErrorEnvelope),
+        (status = 201, description = "Created", body = MfaEnrollment),
+        (status = 401, description = "Unauthenticated", body = rentify_platform::error::ErrorEnvelope),
         (status = 403, description = "API keys cannot manage MFA", body = rentify_platform::error::ErrorEnvelope),
         (status = 409, description = "`mfa_already_enabled`", body = rentify_platform::error::ErrorEnvelope),
     )
@@ -399,9 +399,9 @@ pub async fn enroll_totp(
     security(("bearer" = [])),
     request_body = MfaCode,
     responses(
-        (status = 200, body = MfaStatus),
+        (status = 200, description = "OK", body = MfaStatus),
         (status = 400, description = "`invalid_mfa_code` or `validation_failed`", body = rentify_platform::error::ErrorEnvelope),
-        (status = 401, body = rentify_platform::error::ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = rentify_platform::error::ErrorEnvelope),
         (status = 403, description = "API keys cannot manage MFA", body = rentify_platform::error::ErrorEnvelope),
         (status = 409, description = "`mfa_already_enabled` or `mfa_not_enrolled`", body = rentify_platform::error::ErrorEnvelope),
     )
@@ -486,9 +486,9 @@ pub async fn confirm_totp(
     security(("bearer" = [])),
     request_body = MfaCode,
     responses(
-        (status = 200, body = MfaStatus),
+        (status = 200, description = "OK", body = MfaStatus),
         (status = 400, description = "`invalid_mfa_code` or `validation_failed`", body = rentify_platform::error::ErrorEnvelope),
-        (status = 401, body = rentify_platform::error::ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = rentify_platform::error::ErrorEnvelope),
         (status = 403, description = "API keys cannot manage MFA", body = rentify_platform::error::ErrorEnvelope),
         (status = 409, description = "`mfa_not_enabled`", body = rentify_platform::error::ErrorEnvelope),
     )
@@ -572,7 +572,7 @@ struct ChallengeRow {
     post, path = "/v1/auth/mfa", tag = "auth",
     request_body = CompleteMfa,
     responses(
-        (status = 200, body = Session),
+        (status = 200, description = "OK", body = Session),
         (status = 400, description = "`validation_failed`", body = rentify_platform::error::ErrorEnvelope),
         (status = 401, description = "`invalid_mfa_code` (counts an attempt) or `invalid_mfa_challenge`", body = rentify_platform::error::ErrorEnvelope),
         (status = 429, description = "`rate_limited`", body = rentify_platform::error::ErrorEnvelope),
