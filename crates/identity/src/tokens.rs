@@ -25,6 +25,8 @@ use uuid::Uuid;
 use crate::crypto::FieldCipher;
 
 const KEY_CONTEXT: &str = "signing_keys.private_key";
+/// How often a process re-reads the signing keys on its own.
+const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Claims of an access token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -191,6 +193,14 @@ impl KeyRing {
             return Err(invalid());
         }
         let kid = header.kid.ok_or_else(invalid)?;
+        // Pick up rotations by other processes every few minutes, so all
+        // replicas soon sign with the newest key.
+        let age = self.inner.last_reload.read().expect("lock").elapsed();
+        if age > KEY_REFRESH_INTERVAL
+            && let Err(error) = self.reload().await
+        {
+            tracing::warn!(%error, "could not refresh signing keys; using the loaded ones");
+        }
         let verifier = match self.verifier(&kid) {
             Some(v) => v,
             None => {

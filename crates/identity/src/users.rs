@@ -56,7 +56,8 @@ pub struct User {
     pub object: &'static str,
     pub email: Option<String>,
     pub email_verified: bool,
-    /// E.164; decrypted for its owner only.
+    /// E.164; decrypted only in this private view (the owner, admins and
+    /// `users:read` API keys, whose reads are audited).
     pub phone: Option<String>,
     pub phone_verified: bool,
     pub display_name: String,

@@ -180,7 +180,7 @@ fn bearer_token(request: &Request) -> Result<Option<&str>, ApiError> {
     Ok(Some(token.trim()))
 }
 
-/// 401 `invalid_token`, with the `WWW-Authenticate` challenge.
+/// 401 `invalid_token`: credentials were sent but do not verify.
 pub fn invalid_token(message: &'static str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, codes::INVALID_TOKEN, message)
 }

@@ -1,7 +1,11 @@
 //! `rentify seed --demo`: a small, realistic marketplace for `make run`.
 //! Idempotent: running it twice leaves the same data.
 
-use rentify_platform::{PlatformState, auth::Role, config::Config};
+use rentify_platform::{
+    PlatformState,
+    auth::Role,
+    config::{AppEnv, Config},
+};
 use sqlx::PgPool;
 
 /// Password of every demo account (documented in the README; demo only).
@@ -16,6 +20,10 @@ pub const DEMO_ACCOUNTS: &[(&str, &str, &[Role])] = &[
 
 /// Loads the demo data. Each module adds its part here as it lands.
 pub async fn demo(config: Config, pool: &PgPool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.app_env != AppEnv::Production,
+        "refusing to load demo accounts with a published password when APP_ENV=production"
+    );
     let migrated: bool = sqlx::query_scalar("SELECT to_regclass('public.users') IS NOT NULL")
         .fetch_one(pool)
         .await?;
