@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rentify_platform::{
     ApiError, ApiResult, PlatformState,
-    auth::Caller,
+    auth::UserCaller,
     extract::{ValidJson, parse_json},
     ids::new_id,
     outbox::{self, NewEvent},
@@ -121,11 +121,10 @@ pub struct IdentityVerification {
 )]
 pub async fn submit_identity(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
     ValidJson(input): ValidJson<SubmitIdentity>,
 ) -> ApiResult<(StatusCode, axum::Json<IdentityVerification>)> {
-    caller.require_user_token()?;
     let reference = input.document_reference.trim();
     if reference.is_empty() {
         return Err(ApiError::invalid_field(
@@ -210,9 +209,8 @@ pub async fn submit_identity(
 )]
 pub async fn get_identity(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
 ) -> ApiResult<axum::Json<IdentityVerification>> {
-    caller.require_user_token()?;
     let mut conn = identity.db().acquire().await?;
     users::find_active(&mut conn, caller.user_id).await?;
     let verification: Option<IdentityVerification> = sqlx::query_as(

@@ -12,7 +12,7 @@ use axum::{Extension, http::StatusCode};
 use chrono::Utc;
 use rand::Rng;
 use rentify_platform::{
-    ApiError, ApiResult, PlatformState, auth::Caller, extract::ValidJson, ids::new_id,
+    ApiError, ApiResult, PlatformState, auth::UserCaller, extract::ValidJson, ids::new_id,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -341,10 +341,9 @@ fn uri_component(value: &str) -> String {
 )]
 pub async fn enroll_totp(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
 ) -> ApiResult<(StatusCode, axum::Json<MfaEnrollment>)> {
-    caller.require_user_token()?;
     let mut tx = identity.db().begin().await?;
     let (email, enabled) = lock_user(&mut tx, caller.user_id).await?;
     if enabled {
@@ -408,11 +407,10 @@ pub async fn enroll_totp(
 )]
 pub async fn confirm_totp(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
     ValidJson(input): ValidJson<MfaCode>,
 ) -> ApiResult<axum::Json<MfaStatus>> {
-    caller.require_user_token()?;
     let mut tx = identity.db().begin().await?;
     let (_, enabled) = lock_user(&mut tx, caller.user_id).await?;
     if enabled {
@@ -495,11 +493,10 @@ pub async fn confirm_totp(
 )]
 pub async fn disable_mfa(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
     ValidJson(input): ValidJson<MfaCode>,
 ) -> ApiResult<axum::Json<MfaStatus>> {
-    caller.require_user_token()?;
     let mut tx = identity.db().begin().await?;
     let (_, enabled) = lock_user(&mut tx, caller.user_id).await?;
     if !enabled {

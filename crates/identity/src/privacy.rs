@@ -14,7 +14,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use rentify_platform::{
     ApiError, ApiResult, PlatformState,
-    auth::Caller,
+    auth::UserCaller,
     outbox::{self, NewEvent},
 };
 use serde::Serialize;
@@ -140,10 +140,9 @@ pub struct ExportedDelivery {
 )]
 pub async fn export_data(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require_user_token()?;
     let user_id = caller.user_id;
     let mut tx = identity.db().begin().await?;
     let row = users::find_active(&mut tx, user_id).await?;
@@ -265,10 +264,9 @@ pub async fn export_data(
 )]
 pub async fn erase_me(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
 ) -> ApiResult<StatusCode> {
-    caller.require_user_token()?;
     let user_id = caller.user_id;
     let mut tx = identity.db().begin().await?;
     let status: Option<String> =

@@ -7,7 +7,7 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use rentify_platform::{
     ApiError, ApiResult, PlatformState,
-    auth::{Caller, Role},
+    auth::{Role, UserCaller},
     extract::{Path, ValidJson},
 };
 use serde::{Deserialize, Serialize};
@@ -260,9 +260,8 @@ fn public_view(row: &UserRow) -> PublicProfile {
 )]
 pub async fn get_me(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
 ) -> ApiResult<axum::Json<User>> {
-    caller.require_user_token()?;
     let mut conn = identity.db().acquire().await?;
     let row = find_active(&mut conn, caller.user_id).await?;
     Ok(axum::Json(identity.user_view(&row)?))
@@ -338,11 +337,10 @@ fn check_update(input: &UpdateMe) -> ApiResult<()> {
 )]
 pub async fn update_me(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
     ValidJson(input): ValidJson<UpdateMe>,
 ) -> ApiResult<axum::Json<User>> {
-    caller.require_user_token()?;
     check_update(&input)?;
     let mut tx = identity.db().begin().await?;
     find_active(&mut tx, caller.user_id).await?;
@@ -405,11 +403,10 @@ pub async fn update_me(
 )]
 pub async fn update_preferences(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
     ValidJson(input): ValidJson<Preferences>,
 ) -> ApiResult<axum::Json<User>> {
-    caller.require_user_token()?;
     let patch = serde_json::to_value(&input).map_err(ApiError::internal)?;
     let mut tx = identity.db().begin().await?;
     find_active(&mut tx, caller.user_id).await?;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use rentify_platform::{
     ApiError, ApiResult, PlatformState,
-    auth::Caller,
+    auth::UserCaller,
     extract::ValidJson,
     outbox::{self, NewEvent},
 };
@@ -234,10 +234,9 @@ pub async fn verify_email(
 )]
 pub async fn resend_email_verification(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
 ) -> ApiResult<(StatusCode, axum::Json<VerificationSent>)> {
-    caller.require_user_token()?;
     let mut tx = identity.db().begin().await?;
     let user = users::find_active(&mut tx, caller.user_id).await?;
     let Some(email) = user.email.clone() else {
@@ -320,11 +319,10 @@ fn phone_taken() -> ApiError {
 )]
 pub async fn send_phone_code(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
     ValidJson(input): ValidJson<SendPhoneCode>,
 ) -> ApiResult<(StatusCode, axum::Json<VerificationSent>)> {
-    caller.require_user_token()?;
     let phone = normalize_phone(&input.phone).ok_or_else(|| {
         ApiError::invalid_field(
             "phone",
@@ -430,11 +428,10 @@ fn attempts_exceeded() -> ApiError {
 )]
 pub async fn verify_phone(
     Extension(identity): Extension<Identity>,
-    caller: Caller,
+    caller: UserCaller,
     context: AuditContext,
     ValidJson(input): ValidJson<VerifyPhone>,
 ) -> ApiResult<axum::Json<User>> {
-    caller.require_user_token()?;
     let mut tx = identity.db().begin().await?;
     users::find_active(&mut tx, caller.user_id).await?;
     let row: Option<PhoneVerificationRow> = sqlx::query_as(

@@ -213,6 +213,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// A person's access token (not an API key): routes that act as the user
+/// (profile, password, MFA, privacy). 401 without credentials, 403 for keys.
+#[derive(Clone, Debug)]
+pub struct UserCaller(pub Principal);
+
+impl std::ops::Deref for UserCaller {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for UserCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        principal.require_user_token()?;
+        Ok(Self(principal))
+    }
+}
+
 /// The caller if one authenticated; public routes that personalise use it.
 #[derive(Clone, Debug)]
 pub struct MaybeCaller(pub Option<Principal>);
