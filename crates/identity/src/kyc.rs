@@ -134,14 +134,9 @@ pub async fn submit_identity(
         ));
     }
     let mut tx = identity.db().begin().await?;
-    users::find_active(&mut tx, caller.user_id).await?;
     // Locks the account: one submission at a time.
-    let status: String =
-        sqlx::query_scalar("SELECT identity_status FROM users WHERE id = $1 FOR UPDATE")
-            .bind(caller.user_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    match status.as_str() {
+    let user = users::lock_active(&mut tx, caller.user_id).await?;
+    match user.identity_status.as_str() {
         "pending" => {
             return Err(ApiError::conflict(
                 codes::IDENTITY_VERIFICATION_PENDING,

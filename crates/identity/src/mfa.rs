@@ -28,6 +28,7 @@ use crate::{
     crypto::{constant_time_eq, random_token, sha256},
     error::codes,
     sessions::{self, Session},
+    users,
 };
 
 /// Encryption context (AAD) of `mfa_factors.secret_ciphertext`.
@@ -300,19 +301,6 @@ fn new_recovery_code() -> String {
     code
 }
 
-/// Locks the caller's account row; returns its email and `mfa_enabled`.
-async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> ApiResult<(Option<String>, bool)> {
-    sqlx::query_as(
-        "SELECT email, mfa_enabled FROM users WHERE id = $1 AND status = 'active' FOR UPDATE",
-    )
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| {
-        rentify_platform::auth::invalid_token("the account of this token no longer exists")
-    })
-}
-
 /// Percent-encodes the account name of the key URI label.
 fn uri_component(value: &str) -> String {
     value
@@ -345,7 +333,8 @@ pub async fn enroll_totp(
     context: AuditContext,
 ) -> ApiResult<(StatusCode, axum::Json<MfaEnrollment>)> {
     let mut tx = identity.db().begin().await?;
-    let (email, enabled) = lock_user(&mut tx, caller.user_id).await?;
+    let user = users::lock_active(&mut tx, caller.user_id).await?;
+    let (email, enabled) = (user.email, user.mfa_enabled);
     if enabled {
         return Err(ApiError::conflict(
             codes::MFA_ALREADY_ENABLED,
@@ -412,7 +401,9 @@ pub async fn confirm_totp(
     ValidJson(input): ValidJson<MfaCode>,
 ) -> ApiResult<axum::Json<MfaStatus>> {
     let mut tx = identity.db().begin().await?;
-    let (_, enabled) = lock_user(&mut tx, caller.user_id).await?;
+    let enabled = users::lock_active(&mut tx, caller.user_id)
+        .await?
+        .mfa_enabled;
     if enabled {
         return Err(ApiError::conflict(
             codes::MFA_ALREADY_ENABLED,
@@ -498,7 +489,9 @@ pub async fn disable_mfa(
     ValidJson(input): ValidJson<MfaCode>,
 ) -> ApiResult<axum::Json<MfaStatus>> {
     let mut tx = identity.db().begin().await?;
-    let (_, enabled) = lock_user(&mut tx, caller.user_id).await?;
+    let enabled = users::lock_active(&mut tx, caller.user_id)
+        .await?
+        .mfa_enabled;
     if !enabled {
         return Err(ApiError::conflict(codes::MFA_NOT_ENABLED, "MFA is not on"));
     }
@@ -603,9 +596,10 @@ pub async fn complete_challenge(
         return Err(invalid_challenge());
     };
     let user_id = challenge.user_id;
-    let (_, enabled) = lock_user(&mut tx, user_id)
+    let enabled = users::lock_active(&mut tx, user_id)
         .await
-        .map_err(|_| invalid_challenge())?;
+        .map_err(|_| invalid_challenge())?
+        .mfa_enabled;
     if !enabled {
         return Err(invalid_challenge());
     }

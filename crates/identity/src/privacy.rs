@@ -269,16 +269,7 @@ pub async fn erase_me(
 ) -> ApiResult<StatusCode> {
     let user_id = caller.user_id;
     let mut tx = identity.db().begin().await?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM users WHERE id = $1 FOR UPDATE")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if status.as_deref() != Some("active") {
-        return Err(rentify_platform::auth::invalid_token(
-            "the account of this token no longer exists",
-        ));
-    }
+    users::lock_active(&mut tx, user_id).await?;
     sqlx::query(
         "UPDATE users SET
             email = NULL, email_verified_at = NULL, password_hash = NULL,

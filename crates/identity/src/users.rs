@@ -198,7 +198,21 @@ pub(crate) async fn find_by_email_for_update(
 
 /// The caller's own account; 401 when the token's account is gone (erased).
 pub(crate) async fn find_active(conn: &mut PgConnection, id: Uuid) -> Result<UserRow, ApiError> {
-    match find_by_id(conn, id).await? {
+    active_or_gone(find_by_id(conn, id).await?)
+}
+
+/// [`find_active`], locking the row until the transaction ends, so one
+/// change to the account (MFA, KYC, erasure) runs at a time.
+pub(crate) async fn lock_active(conn: &mut PgConnection, id: Uuid) -> Result<UserRow, ApiError> {
+    let row = sqlx::query_as(&format!("{SELECT_USER} WHERE u.id = $1 FOR UPDATE OF u"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    active_or_gone(row)
+}
+
+fn active_or_gone(row: Option<UserRow>) -> Result<UserRow, ApiError> {
+    match row {
         Some(row) if row.is_active() => Ok(row),
         _ => Err(rentify_platform::auth::invalid_token(
             "the account of this token no longer exists",
