@@ -86,9 +86,8 @@ pub struct Jwk {
 #[derive(sqlx::FromRow)]
 struct KeyRow {
     kid: String,
-    private_key_ciphertext: Vec<u8>,
     public_key: Vec<u8>,
-    retired_at: Option<chrono::DateTime<Utc>>,
+    active: bool,
 }
 
 impl KeyRing {
@@ -102,6 +101,7 @@ impl KeyRing {
                 issuer: config.jwt_issuer().to_owned(),
                 audience: config.jwt_audience.clone(),
                 ttl: Duration::from_secs(config.access_token_ttl_secs),
+                // Replaced by the first `reload` (no kid is empty).
                 signing: RwLock::new((String::new(), EncodingKey::from_secret(b""))),
                 verifiers: RwLock::new(HashMap::new()),
                 jwks: RwLock::new(Jwks::default()),
@@ -113,16 +113,19 @@ impl KeyRing {
     }
 
     /// Re-reads the keys (after a rotation by another process).
+    ///
+    /// Reads public keys only; the private key is fetched and decrypted
+    /// only when the active key changed, so the JWKS route can call this on
+    /// every request.
     pub async fn reload(&self) -> anyhow::Result<()> {
         let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT kid, private_key_ciphertext, public_key, retired_at FROM signing_keys ORDER BY created_at DESC",
+            "SELECT kid, public_key, retired_at IS NULL AS active FROM signing_keys ORDER BY created_at DESC",
         )
         .fetch_all(&self.inner.db)
         .await?;
         let mut verifiers = HashMap::new();
         let mut jwks = Jwks::default();
-        let mut signing = None;
-        for row in rows {
+        for row in &rows {
             let x = URL_SAFE_NO_PAD.encode(&row.public_key);
             let key = DecodingKey::from_ed_components(&x)?;
             verifiers.insert(row.kid.clone(), Arc::new(Verifier { key }));
@@ -134,17 +137,26 @@ impl KeyRing {
                 alg: "EdDSA".into(),
                 use_: "sig".into(),
             });
-            if signing.is_none() && row.retired_at.is_none() {
-                let der = self
-                    .inner
-                    .cipher
-                    .decrypt(KEY_CONTEXT, &row.private_key_ciphertext)
-                    .map_err(|e| anyhow::anyhow!("signing key {}: {e}", row.kid))?;
-                signing = Some((row.kid, EncodingKey::from_ed_der(&der)));
-            }
         }
-        let signing = signing.ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
-        *self.inner.signing.write().expect("lock") = signing;
+        let active = rows
+            .iter()
+            .find(|row| row.active)
+            .map(|row| row.kid.clone())
+            .ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
+        if self.inner.signing.read().expect("lock").0 != active {
+            let sealed: Vec<u8> = sqlx::query_scalar(
+                "SELECT private_key_ciphertext FROM signing_keys WHERE kid = $1",
+            )
+            .bind(&active)
+            .fetch_one(&self.inner.db)
+            .await?;
+            let der = self
+                .inner
+                .cipher
+                .decrypt(KEY_CONTEXT, &sealed)
+                .map_err(|e| anyhow::anyhow!("signing key {active}: {e}"))?;
+            *self.inner.signing.write().expect("lock") = (active, EncodingKey::from_ed_der(&der));
+        }
         *self.inner.verifiers.write().expect("lock") = verifiers;
         *self.inner.jwks.write().expect("lock") = jwks;
         *self.inner.last_reload.write().expect("lock") = Instant::now();
