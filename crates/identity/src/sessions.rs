@@ -394,12 +394,16 @@ struct RefreshRow {
     expires_at: DateTime<Utc>,
     rotated_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+    /// The account still exists (not erased).
+    user_active: bool,
 }
 
 async fn find_refresh(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<RefreshRow>> {
     sqlx::query_as(
-        "SELECT id, family_id, user_id, expires_at, rotated_at, revoked_at
-         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+        "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.rotated_at, t.revoked_at,
+                u.status = 'active' AS user_active
+         FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = $1 FOR UPDATE OF t",
     )
     .bind(sha256(token))
     .fetch_optional(conn)
@@ -476,8 +480,7 @@ pub async fn refresh(
         tracing::warn!(user.id = %row.user_id, family_id = %row.family_id, "refresh token reuse: family revoked");
         return Err(IdentityError::RefreshTokenReused);
     }
-    let user = users::find_by_id(&mut tx, row.user_id).await?;
-    if !user.is_some_and(|u| u.is_active()) {
+    if !row.user_active {
         return Err(IdentityError::InvalidRefreshToken);
     }
     sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE id = $1")
