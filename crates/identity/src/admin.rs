@@ -284,25 +284,12 @@ pub async fn create_admin(
             if let Some(reason) = password::weakness(password_plain, &[&email]) {
                 return Err(IdentityError::WeakPassword(reason));
             }
-            let hash = password::hash(password_plain.to_owned()).await?;
-            let id = rentify_platform::ids::new_id();
-            sqlx::query(
-                "INSERT INTO users (id, email, email_verified_at, password_hash, display_name) VALUES ($1, $2, now(), $3, $4)",
-            )
-            .bind(id)
-            .bind(&email)
-            .bind(&hash)
-            .bind(display_name.unwrap_or("Administrator"))
-            .execute(&mut *tx)
-            .await?;
-            sessions::grant_role(&mut tx, id, Role::Renter, None).await?;
-            audit::record(
+            let id = insert_verified_account(
                 &mut tx,
-                &context,
-                "user.registered",
-                "user",
-                id,
-                serde_json::json!({"via": "operator"}),
+                &email,
+                password_plain,
+                display_name.unwrap_or("Administrator"),
+                "operator",
             )
             .await?;
             (id, true)
@@ -341,32 +328,46 @@ pub async fn ensure_demo_account(
     let user_id = match existing {
         Some(id) => id,
         None => {
-            let hash = password::hash(password_plain.to_owned()).await?;
-            let id = rentify_platform::ids::new_id();
-            sqlx::query(
-                "INSERT INTO users (id, email, email_verified_at, password_hash, display_name) VALUES ($1, $2, now(), $3, $4)",
-            )
-            .bind(id)
-            .bind(&email)
-            .bind(&hash)
-            .bind(display_name)
-            .execute(&mut *tx)
-            .await?;
-            audit::record(
-                &mut tx,
-                &AuditContext::system("operator"),
-                "user.registered",
-                "user",
-                id,
-                serde_json::json!({"via": "demo_seed"}),
-            )
-            .await?;
-            id
+            insert_verified_account(&mut tx, &email, password_plain, display_name, "demo_seed")
+                .await?
         }
     };
-    for role in std::iter::once(&Role::Renter).chain(roles) {
+    for role in roles {
         sessions::grant_role(&mut tx, user_id, *role, None).await?;
     }
     tx.commit().await?;
     Ok(user_id)
+}
+
+/// An account created by an operator (or the demo seed) rather than by
+/// signing up: email already verified, base role `renter`, audited.
+async fn insert_verified_account(
+    conn: &mut sqlx::PgConnection,
+    email: &str,
+    password_plain: &str,
+    display_name: &str,
+    via: &str,
+) -> Result<Uuid, IdentityError> {
+    let hash = password::hash(password_plain.to_owned()).await?;
+    let id = rentify_platform::ids::new_id();
+    sqlx::query(
+        "INSERT INTO users (id, email, email_verified_at, password_hash, display_name) VALUES ($1, $2, now(), $3, $4)",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(&hash)
+    .bind(display_name)
+    .execute(&mut *conn)
+    .await?;
+    sessions::grant_role(&mut *conn, id, Role::Renter, None).await?;
+    audit::record(
+        conn,
+        &AuditContext::system("operator"),
+        "user.registered",
+        "user",
+        id,
+        serde_json::json!({ "via": via }),
+    )
+    .await?;
+    Ok(id)
 }
