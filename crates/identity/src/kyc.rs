@@ -7,7 +7,8 @@
 //! - `Rentify-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` where the MAC
 //!   is over `"<t>.<raw body>"` under `KYC_WEBHOOK_SECRET` (several `v1=`
 //!   entries are accepted, so the provider can roll its secret), checked in
-//!   constant time, within [`SIGNATURE_TOLERANCE_SECS`] of now. In
+//!   constant time by `rentify_platform::webhook_signature` (shared with the
+//!   payment webhooks), within [`SIGNATURE_TOLERANCE_SECS`] of now. In
 //!   development an unset secret means [`DEV_WEBHOOK_SECRET`]; production
 //!   refuses to start without one.
 //! - Each event id is applied once (`kyc_webhook_events`): a replay is
@@ -22,17 +23,16 @@ use axum::{
     http::{HeaderMap, StatusCode},
 };
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use rentify_platform::{
     ApiError, ApiResult, PlatformState,
     auth::UserCaller,
     extract::{ValidJson, parse_json},
     ids::new_id,
     outbox::{self, NewEvent},
+    webhook_signature::{self, SignatureError, verify_signature},
 };
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -41,7 +41,6 @@ use validator::Validate;
 use crate::{
     Identity,
     audit::{self, AuditContext},
-    crypto::constant_time_eq,
     error::codes,
     users,
 };
@@ -51,7 +50,9 @@ pub const REFERENCE_CONTEXT: &str = "identity_verifications.document_reference";
 /// The header carrying the webhook signature.
 pub const SIGNATURE_HEADER: &str = "rentify-signature";
 /// How far a signature's timestamp may be from now, either way.
-pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+pub use rentify_platform::webhook_signature::signature_header;
+
+pub const SIGNATURE_TOLERANCE_SECS: i64 = webhook_signature::TOLERANCE_SECS;
 /// The webhook secret used in development when `KYC_WEBHOOK_SECRET` is unset.
 pub const DEV_WEBHOOK_SECRET: &str = "whsec_dev_kyc";
 
@@ -222,87 +223,6 @@ pub async fn get_identity(
 }
 
 /// Why a webhook signature was refused.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    #[error("the Rentify-Signature header is missing")]
-    Missing,
-    #[error("the Rentify-Signature header is malformed; expected t=<unix seconds>,v1=<hex>")]
-    Malformed,
-    #[error("the signature timestamp is outside the tolerance")]
-    Stale,
-    #[error("no signature matches the payload")]
-    Mismatch,
-}
-
-/// The `v1` signature of `body` sent at `timestamp` under `secret`.
-pub fn compute_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key size");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// A complete `Rentify-Signature` header value (what the provider sends).
-pub fn signature_header(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    format!(
-        "t={timestamp},v1={}",
-        hex::encode(compute_signature(secret, timestamp, body))
-    )
-}
-
-/// Checks a `Rentify-Signature` header against the raw `body`: one `t=`,
-/// at least one `v1=` (any may match), and `t` within `tolerance_secs` of
-/// `now` either way. Unknown schemes (`v0=`, …) are ignored.
-pub fn verify_signature(
-    header: Option<&str>,
-    body: &[u8],
-    secret: &[u8],
-    now: i64,
-    tolerance_secs: i64,
-) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
-    let mut timestamp = None;
-    let mut candidates = Vec::new();
-    for part in header.split(',') {
-        let (key, value) = part
-            .trim()
-            .split_once('=')
-            .ok_or(SignatureError::Malformed)?;
-        match key.trim() {
-            "t" => {
-                let t: i64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| SignatureError::Malformed)?;
-                if timestamp.replace(t).is_some() {
-                    return Err(SignatureError::Malformed);
-                }
-            }
-            // A candidate that is not hex cannot match; keep looking.
-            "v1" => candidates.extend(hex::decode(value.trim()).ok()),
-            _ => {}
-        }
-    }
-    let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
-    if candidates.is_empty() && !header.contains("v1=") {
-        return Err(SignatureError::Malformed);
-    }
-    if now.abs_diff(timestamp) > tolerance_secs.unsigned_abs() {
-        return Err(SignatureError::Stale);
-    }
-    let expected = compute_signature(secret, timestamp, body);
-    let mut matched = false;
-    for candidate in &candidates {
-        matched |= constant_time_eq(&expected, candidate);
-    }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
-}
-
 /// A KYC provider's event.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct KycWebhookEvent {
@@ -518,97 +438,4 @@ pub async fn kyc_webhook(
     .map_err(ApiError::internal)?;
     tx.commit().await?;
     Ok(axum::Json(WebhookReceipt::applied()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SECRET: &[u8] = b"whsec_test";
-    const BODY: &[u8] = br#"{"id":"evt_1","type":"identity_verification.verified","data":{"verification_id":"00000000-0000-0000-0000-000000000000"}}"#;
-    const NOW: i64 = 1_800_000_000;
-
-    fn check(header: &str, body: &[u8], secret: &[u8]) -> Result<(), SignatureError> {
-        verify_signature(Some(header), body, secret, NOW, SIGNATURE_TOLERANCE_SECS)
-    }
-
-    #[test]
-    fn a_valid_signature_passes() {
-        let header = signature_header(SECRET, NOW - 10, BODY);
-        assert_eq!(check(&header, BODY, SECRET), Ok(()));
-    }
-
-    #[test]
-    fn any_of_several_v1_entries_may_match() {
-        let good = hex::encode(compute_signature(SECRET, NOW, BODY));
-        let other = hex::encode(compute_signature(b"old", NOW, BODY));
-        let header = format!("t={NOW},v1={other},v0=abc,v1={good}");
-        assert_eq!(check(&header, BODY, SECRET), Ok(()));
-        let header = format!("t={NOW},v1={other}");
-        assert_eq!(check(&header, BODY, SECRET), Err(SignatureError::Mismatch));
-    }
-
-    #[test]
-    fn a_tampered_body_fails() {
-        let header = signature_header(SECRET, NOW, BODY);
-        let tampered = String::from_utf8(BODY.to_vec())
-            .unwrap()
-            .replace("verified", "rejected");
-        assert_eq!(
-            check(&header, tampered.as_bytes(), SECRET),
-            Err(SignatureError::Mismatch)
-        );
-    }
-
-    #[test]
-    fn a_wrong_secret_fails() {
-        let header = signature_header(b"whsec_other", NOW, BODY);
-        assert_eq!(check(&header, BODY, SECRET), Err(SignatureError::Mismatch));
-    }
-
-    #[test]
-    fn a_changed_timestamp_fails() {
-        let sig = hex::encode(compute_signature(SECRET, NOW - 1, BODY));
-        let header = format!("t={NOW},v1={sig}");
-        assert_eq!(check(&header, BODY, SECRET), Err(SignatureError::Mismatch));
-    }
-
-    #[test]
-    fn stale_and_future_timestamps_fail() {
-        let edge = signature_header(SECRET, NOW - SIGNATURE_TOLERANCE_SECS, BODY);
-        assert_eq!(check(&edge, BODY, SECRET), Ok(()));
-        let stale = signature_header(SECRET, NOW - SIGNATURE_TOLERANCE_SECS - 1, BODY);
-        assert_eq!(check(&stale, BODY, SECRET), Err(SignatureError::Stale));
-        let future = signature_header(SECRET, NOW + SIGNATURE_TOLERANCE_SECS + 1, BODY);
-        assert_eq!(check(&future, BODY, SECRET), Err(SignatureError::Stale));
-    }
-
-    #[test]
-    fn malformed_headers_fail() {
-        let sig = hex::encode(compute_signature(SECRET, NOW, BODY));
-        assert_eq!(
-            verify_signature(None, BODY, SECRET, NOW, SIGNATURE_TOLERANCE_SECS),
-            Err(SignatureError::Missing)
-        );
-        for header in [
-            String::new(),
-            "garbage".to_owned(),
-            format!("v1={sig}"),
-            format!("t=abc,v1={sig}"),
-            format!("t={NOW}"),
-            format!("t={NOW},t={NOW},v1={sig}"),
-            format!("t={NOW};v1={sig}"),
-        ] {
-            assert_eq!(
-                check(&header, BODY, SECRET),
-                Err(SignatureError::Malformed),
-                "{header}"
-            );
-        }
-        // Not hex: cannot match.
-        assert_eq!(
-            check(&format!("t={NOW},v1=zz"), BODY, SECRET),
-            Err(SignatureError::Mismatch)
-        );
-    }
 }

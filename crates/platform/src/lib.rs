@@ -23,6 +23,7 @@ pub mod pagination;
 pub mod ratelimit;
 pub mod state;
 pub mod telemetry;
+pub mod webhook_signature;
 
 pub use error::{ApiError, ApiResult};
 pub use state::PlatformState;
