@@ -222,7 +222,6 @@ pub async fn get_identity(
     Ok(axum::Json(verification))
 }
 
-/// Why a webhook signature was refused.
 /// A KYC provider's event.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct KycWebhookEvent {

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 /// How far a signature's timestamp may be from now, either way.
 pub const TOLERANCE_SECS: i64 = 300;
 
+/// Why a webhook signature was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("the Rentify-Signature header is missing")]
