@@ -151,3 +151,45 @@ pub async fn become_owner(
 ) -> sqlx::Result<bool> {
     sessions::grant_role(conn, user_id, rentify_platform::auth::Role::Owner, None).await
 }
+
+/// Whether `user_id`'s identity was verified by the KYC provider; listings
+/// of unverified owners go to review before they are published.
+pub async fn identity_verified(
+    conn: &mut sqlx::PgConnection,
+    user_id: uuid::Uuid,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT identity_status = 'verified' FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await
+        .map(|v| v.unwrap_or(false))
+}
+
+/// How to reach a user, revealed to the other party of an approved booking.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ContactDetails {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl Identity {
+    /// `user_id`'s email and (decrypted) phone; `None` for an unknown or
+    /// erased account.
+    pub async fn contact_details(
+        &self,
+        user_id: uuid::Uuid,
+    ) -> Result<Option<ContactDetails>, ApiError> {
+        let mut conn = self.db().acquire().await?;
+        let row = users::find_by_id(&mut conn, user_id).await?;
+        match row {
+            Some(row) if row.is_active() => {
+                let user = self.user_view(&row)?;
+                Ok(Some(ContactDetails {
+                    email: user.email,
+                    phone: user.phone,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+}

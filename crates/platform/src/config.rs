@@ -159,6 +159,29 @@ pub struct Config {
     /// defaults to `<PUBLIC_BASE_URL>/v1/auth/oidc/callback`.
     #[serde(default, deserialize_with = "empty_string_as_none")]
     pub oidc_redirect_url: Option<String>,
+    /// `MEDIA_DIR`: directory of the local object store for listing media
+    /// (used unless `MEDIA_S3_BUCKET` is set).
+    #[serde(default = "defaults::media_dir")]
+    pub media_dir: String,
+    /// `MEDIA_S3_BUCKET`: keep media in this S3-compatible bucket instead;
+    /// credentials, region and endpoint come from the standard `AWS_*`
+    /// variables (`AWS_ENDPOINT` for MinIO and the like).
+    #[serde(default, deserialize_with = "empty_string_as_none")]
+    pub media_s3_bucket: Option<String>,
+    /// `MEDIA_MAX_UPLOAD_BYTES`: largest media file accepted.
+    #[serde(default = "defaults::media_max_upload_bytes")]
+    pub media_max_upload_bytes: u64,
+    /// `MEDIA_UPLOAD_URL_TTL_SECS`: how long a signed upload URL is valid.
+    #[serde(default = "defaults::media_upload_url_ttl_secs")]
+    pub media_upload_url_ttl_secs: u64,
+    /// `MEDIA_SIGNING_KEY`: HMAC key of the local store's signed upload
+    /// URLs. Required in production.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub media_signing_key: Option<SecretString>,
+    /// `BOOKING_APPROVAL_WINDOW_SECS`: how long a booking request waits for
+    /// the owner (and holds its slot) before it is declined automatically.
+    #[serde(default = "defaults::booking_approval_window_secs")]
+    pub booking_approval_window_secs: u64,
 }
 
 /// Where the service runs.
@@ -252,6 +275,16 @@ impl Config {
                 "RATE_LIMIT_BLOCK_AFTER must be at least 1".into(),
             ));
         }
+        if self.media_max_upload_bytes == 0 || self.media_upload_url_ttl_secs == 0 {
+            return Err(ConfigError(
+                "MEDIA_MAX_UPLOAD_BYTES and MEDIA_UPLOAD_URL_TTL_SECS must be at least 1".into(),
+            ));
+        }
+        if self.booking_approval_window_secs == 0 {
+            return Err(ConfigError(
+                "BOOKING_APPROVAL_WINDOW_SECS must be at least 1".into(),
+            ));
+        }
         if self.worker_concurrency == 0 {
             return Err(ConfigError("WORKER_CONCURRENCY must be at least 1".into()));
         }
@@ -260,6 +293,7 @@ impl Config {
                 ("PII_ENCRYPTION_KEYS", &self.pii_encryption_keys),
                 ("BLIND_INDEX_KEY", &self.blind_index_key),
                 ("KYC_WEBHOOK_SECRET", &self.kyc_webhook_secret),
+                ("MEDIA_SIGNING_KEY", &self.media_signing_key),
             ] {
                 if value.is_none() {
                     return Err(ConfigError(format!(
@@ -406,6 +440,19 @@ mod defaults {
     use secrecy::SecretString;
 
     use crate::ratelimit::Quota;
+
+    pub fn media_dir() -> String {
+        "var/media".into()
+    }
+    pub fn media_max_upload_bytes() -> u64 {
+        10 * 1024 * 1024
+    }
+    pub fn media_upload_url_ttl_secs() -> u64 {
+        900
+    }
+    pub fn booking_approval_window_secs() -> u64 {
+        24 * 3600
+    }
 
     pub fn host() -> IpAddr {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)

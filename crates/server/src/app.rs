@@ -5,7 +5,9 @@
 use std::{future::Future, net::SocketAddr};
 
 use axum::{Extension, Router, http::HeaderValue};
+use rentify_bookings::Bookings;
 use rentify_identity::Identity;
+use rentify_listings::Listings;
 use rentify_platform::{PlatformState, config::Config, db, health, http};
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -20,6 +22,8 @@ pub fn api_routes() -> OpenApiRouter<PlatformState> {
     OpenApiRouter::with_openapi(openapi::base())
         .merge(ops_routes())
         .merge(rentify_identity::routes())
+        .merge(rentify_listings::routes())
+        .merge(rentify_bookings::routes())
 }
 
 /// Health and metrics: served by the API and by `rentify worker`.
@@ -35,6 +39,8 @@ pub fn ops_routes() -> OpenApiRouter<PlatformState> {
 #[derive(Clone)]
 pub struct Modules {
     pub identity: Identity,
+    pub listings: Listings,
+    pub bookings: Bookings,
 }
 
 impl Modules {
@@ -43,7 +49,13 @@ impl Modules {
         let identity = Identity::init(state).await.map_err(|e| {
             anyhow::anyhow!("cannot start the identity module (is the database migrated? run `rentify migrate`): {e}")
         })?;
-        Ok(Self { identity })
+        let listings = Listings::init(state).await?;
+        let bookings = Bookings::init(state).await?;
+        Ok(Self {
+            identity,
+            listings,
+            bookings,
+        })
     }
 }
 
@@ -56,7 +68,11 @@ pub fn router(state: PlatformState, modules: Modules) -> Router {
 /// it to mount a reference module that exercises the platform pieces.
 pub fn router_with(state: PlatformState, modules: Modules, extra: Router<PlatformState>) -> Router {
     let (api, document) = api_routes().split_for_parts();
-    let api = api.merge(extra).layer(Extension(modules.identity));
+    let api = api
+        .merge(extra)
+        .layer(Extension(modules.identity))
+        .layer(Extension(modules.listings))
+        .layer(Extension(modules.bookings));
     let docs = Router::from(SwaggerUi::new("/docs").url("/v1/openapi.json", document)).layer(
         SetResponseHeaderLayer::overriding(
             axum::http::header::CONTENT_SECURITY_POLICY,

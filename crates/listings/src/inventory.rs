@@ -1,0 +1,1 @@
+//! Units of inventory held by bookings: the `booked` availability windows.
