@@ -16,6 +16,8 @@
 #   BENCH_WARMUP       unmeasured seconds before each scenario (default 2)
 #   BENCH_CONCURRENCY  concurrent connections (default 32)
 #   BENCH_SCENARIOS    space-separated scenario names to run (default: all)
+#   BENCH_RACE_CLIENTS connections racing for the last 10 units (default 1000)
+#   BENCH_RACE_RATE    open-loop booking attempts/s offered by them (default 3500)
 #   BENCH_JSON=1       one JSON object per scenario instead of text
 #   BENCH_PORT         port of the server under test (default 18080)
 #   REDIS_URL, NATS_URL  passed to the server; empty (the default) = in-process
@@ -91,6 +93,7 @@ server_env=(
   LOG_FORMAT=json
   RUST_LOG=warn
   SHUTDOWN_GRACE_SECS=10
+  ACCESS_TOKEN_TTL_SECS=3600
 )
 
 start_server() {
@@ -146,7 +149,7 @@ scenario() {
     return 0
   fi
   local args=(--name "$name" --method "$method" --url "$BASE_URL$path"
-    --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP")
+    --concurrency "${SCENARIO_CONCURRENCY:-$CONCURRENCY}" --duration "$DURATION" --warmup "$WARMUP")
   [[ ${BENCH_JSON:-0} == 1 ]] && args+=(--json)
   # In the background so that an interrupt runs the traps at once instead of after
   # the scenario (bash defers traps while a foreground command runs).
@@ -164,7 +167,75 @@ run_scenarios() {
   scenario health_live GET /health/live
   # One PostgreSQL round trip per request (plus Redis when REDIS_URL is set).
   scenario health_ready GET /health/ready
+  booking_scenarios
   # Add scenarios here: scenario NAME METHOD PATH [loadgen args...]
+}
+
+# ---------------------------------------------------------------- bookings (issue 4)
+
+psql_bench() { psql "$BENCH_DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+
+# RentEzy's race: BENCH_RACE_CLIENTS connections try to book the same two days of
+# a 10-unit listing at BENCH_RACE_RATE attempts/s (open loop, so latency includes
+# any queueing); then the database is checked for overselling. Then the success
+# path (every request books its own hour), and pgbench running the very SQL the
+# server runs per attempt, as the ceiling our figure is a fraction of.
+booking_scenarios() {
+  local wanted=0 name
+  for name in booking_race booking_create pgbench_booking_race; do
+    SEEN[$name]=1
+    if ((${#WANTED[@]} == 0)) || [[ -n ${WANTED[$name]:-} ]]; then wanted=1; fi
+  done
+  ((wanted)) || return 0
+
+  local LISTING_ID RENTER_TOKEN OWNER_TOKEN
+  eval "$(python3 scripts/bench/booking_setup.py "$BASE_URL" 10 'Benchmark race: the last 10 e-bikes')"
+  local race_listing=$LISTING_ID
+  local window='"start_time": "2030-06-01T10:00:00Z", "end_time": "2030-06-03T10:00:00Z"'
+  local race_body="{\"listing_id\": \"$race_listing\", $window, \"delivery_method\": \"pickup\", \"protection_plan\": \"basic\"}"
+  local auth=(--header 'Content-Type: application/json' --header "Authorization: Bearer $RENTER_TOKEN"
+    --header 'Idempotency-Key: {{uuid}}')
+
+  SCENARIO_CONCURRENCY=${BENCH_RACE_CLIENTS:-1000} scenario booking_race POST /v1/bookings \
+    --rate "${BENCH_RACE_RATE:-3500}" --expect-status 409 --body "$race_body" "${auth[@]}"
+  if [[ -z ${WANTED[booking_race]:-} && ${#WANTED[@]} -gt 0 ]]; then :; else
+    local booked overlaps
+    booked=$(psql_bench -c "SELECT count(*) || ' bookings on ' || count(DISTINCT unit) || ' units'
+      FROM bookings WHERE listing_id = '$race_listing' AND status NOT IN ('declined', 'cancelled')")
+    overlaps=$(psql_bench -c "SELECT count(*) FROM availability_windows a JOIN availability_windows b
+      ON a.listing_id = b.listing_id AND a.unit = b.unit AND a.id < b.id AND a.span && b.span
+      WHERE a.listing_id = '$race_listing' AND a.status <> 'available' AND b.status <> 'available'")
+    echo "oversell    $booked for 10 units; overlapping windows on one unit: $overlaps"
+    [[ $booked == "10 bookings on 10 units" && $overlaps == 0 ]] || FAILED_SCENARIOS+=(booking_race_oversold)
+    echo
+  fi
+
+  eval "$(python3 scripts/bench/booking_setup.py "$BASE_URL" 1 'Benchmark: one bike, hourly slots')"
+  local slot_body="{\"listing_id\": \"$LISTING_ID\", \"start_time\": \"{{seq_hour}}\", \"end_time\": \"{{seq_hour_end}}\", \"delivery_method\": \"pickup\"}"
+  auth[3]="Authorization: Bearer $RENTER_TOKEN"
+  scenario booking_create POST /v1/bookings --body "$slot_body" "${auth[@]}"
+
+  if ((${#WANTED[@]} == 0)) || [[ -n ${WANTED[pgbench_booking_race]:-} ]]; then
+    pgbench_booking_race "$race_listing"
+  fi
+}
+
+# pgbench runs the statement the server sends per booking attempt
+# (scripts/bench/place_booking.sql, the sold-out race listing: every attempt is a
+# conflict, as in the race) with as many clients as the server's pool.
+pgbench_booking_race() {
+  local listing=$1 renter owner script
+  renter=$(psql_bench -c "SELECT id FROM users WHERE email = 'ravi@rentify.test'")
+  owner=$(psql_bench -c "SELECT owner_id FROM listings WHERE id = '$listing'")
+  script=$(mktemp)
+  sed -e "s/:listing/$listing/g" -e "s/:renter/$renter/g" -e "s/:owner/$owner/g" \
+    -e "s/:version/$(psql_bench -c "SELECT version FROM listings WHERE id = '$listing'")/g" \
+    scripts/bench/place_booking.sql >"$script"
+  echo "scenario    pgbench_booking_race  (place_booking on the sold-out listing, ${PGBENCH_CLIENTS:-20} clients)"
+  pgbench -n -c "${PGBENCH_CLIENTS:-20}" -j 2 -T "$DURATION" -f "$script" "$BENCH_DATABASE_URL" 2>&1 |
+    awk '/latency average|tps =/ { print "            " $0 }'
+  rm -f "$script"
+  echo
 }
 
 # ---------------------------------------------------------------- report helpers

@@ -26,6 +26,10 @@ pub struct BookingTerms {
     pub policies: Policies,
     pub rules: BookingRules,
     pub instant_book: bool,
+    /// The listing's version (its ETag) when read: a booking placed with
+    /// these terms is refused if the listing changed since (see the
+    /// bookings module's placement), so the terms may be cached.
+    pub version: i32,
 }
 
 #[derive(sqlx::FromRow)]
@@ -43,6 +47,7 @@ struct Row {
     policies: serde_json::Value,
     booking_rules: serde_json::Value,
     instant_book: bool,
+    version: i32,
 }
 
 /// Loads the terms of `listing_id`, or `None` when there is no such listing.
@@ -55,11 +60,11 @@ pub async fn booking_terms(
 ) -> anyhow::Result<Option<BookingTerms>> {
     let sql = if lock {
         "SELECT id, owner_id, type, status, title, quantity, time_zone, pricing, service_packages,
-                delivery_options, policies, booking_rules, instant_book
+                delivery_options, policies, booking_rules, instant_book, version
            FROM listings WHERE id = $1 FOR SHARE"
     } else {
         "SELECT id, owner_id, type, status, title, quantity, time_zone, pricing, service_packages,
-                delivery_options, policies, booking_rules, instant_book
+                delivery_options, policies, booking_rules, instant_book, version
            FROM listings WHERE id = $1"
     };
     let Some(row) = sqlx::query_as::<_, Row>(sql)
@@ -89,5 +94,6 @@ pub async fn booking_terms(
         policies: serde_json::from_value(row.policies)?,
         rules: serde_json::from_value(row.booking_rules)?,
         instant_book: row.instant_book,
+        version: row.version,
     }))
 }

@@ -64,6 +64,12 @@ struct Args {
     #[arg(long, default_value = "2", value_parser = parse_seconds)]
     warmup: Duration,
 
+    /// Open loop: send this many requests per second in all (spread over the
+    /// workers on fixed schedules) instead of back to back, and measure
+    /// latency from each request's due time.
+    #[arg(long)]
+    rate: Option<f64>,
+
     /// Stop after this many measured requests, even before --duration.
     #[arg(long)]
     max_requests: Option<u64>,
@@ -80,6 +86,11 @@ struct Args {
     /// Scenario name shown in the report (defaults to METHOD URL).
     #[arg(long)]
     name: Option<String>,
+
+    /// Statuses of 400 or above that are expected answers, not failures,
+    /// e.g. `--expect-status 409` for a booking race. Repeat or comma-separate.
+    #[arg(long = "expect-status", value_delimiter = ',')]
+    expect_status: Vec<u16>,
 
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -123,6 +134,9 @@ fn start(args: Args) -> Result<ExitCode, String> {
         &body,
         args.allow_non_loopback,
     )?;
+    if args.rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
+        return Err("--rate must be a positive number of requests per second".to_owned());
+    }
     if args.duration.is_zero() {
         return Err("--duration must be above zero".to_owned());
     }
@@ -139,6 +153,8 @@ fn start(args: Args) -> Result<ExitCode, String> {
         concurrency: args.concurrency as usize,
         threads,
         warmup_s: args.warmup.as_secs_f64(),
+        expected_statuses: args.expect_status.clone(),
+        rate: args.rate,
     };
     let config = Config {
         request,
@@ -147,6 +163,7 @@ fn start(args: Args) -> Result<ExitCode, String> {
         duration: args.duration,
         max_requests: args.max_requests,
         timeout: args.timeout,
+        rate: args.rate,
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -17,6 +17,11 @@ pub struct Setup {
     pub concurrency: usize,
     pub threads: usize,
     pub warmup_s: f64,
+    /// Statuses of 400 or above that are answers the scenario expects (a
+    /// booking race is mostly 409s), so they do not count as failures.
+    pub expected_statuses: Vec<u16>,
+    /// Open-loop offered load (`--rate`), if any.
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -27,6 +32,8 @@ pub struct Report {
     pub concurrency: usize,
     pub threads: usize,
     pub warmup_s: f64,
+    /// Open-loop offered load in requests per second; absent for closed loop.
+    pub offered_rps: Option<f64>,
     /// Measured window in seconds (see `Outcome::window`).
     pub duration_s: f64,
     /// Requests that got an HTTP response, whatever its status.
@@ -42,8 +49,9 @@ pub struct Report {
     pub transport_errors: u64,
     /// `transport_errors` per kind: connect, timeout, closed, other.
     pub errors: BTreeMap<String, u64>,
-    /// Transport errors plus responses with status 400 or above: a benchmark
-    /// whose answers are all 401s or 500s measured the wrong thing.
+    /// Transport errors plus responses with status 400 or above that the
+    /// scenario did not expect (`--expect-status`): a benchmark whose answers
+    /// are all 401s or 500s measured the wrong thing.
     pub failed: u64,
 }
 
@@ -75,7 +83,7 @@ impl Report {
         let failed_responses: u64 = outcome
             .statuses
             .iter()
-            .filter(|(status, _)| **status >= 400)
+            .filter(|(status, _)| **status >= 400 && !setup.expected_statuses.contains(status))
             .map(|(_, count)| count)
             .sum();
         Self {
@@ -85,6 +93,7 @@ impl Report {
             concurrency: setup.concurrency,
             threads: setup.threads,
             warmup_s: setup.warmup_s,
+            offered_rps: setup.rate,
             duration_s,
             requests,
             throughput_rps: if duration_s > 0.0 {
@@ -131,6 +140,12 @@ impl fmt::Display for Report {
             self.duration_s,
             self.warmup_s,
         )?;
+        if let Some(rate) = self.offered_rps {
+            writeln!(
+                f,
+                "offered     {rate:.0} req/s, open loop (latency from each request's due time)"
+            )?;
+        }
         writeln!(
             f,
             "requests    {}  ({:.1} req/s)",

@@ -39,6 +39,14 @@ pub const UUID_PLACEHOLDER: &str = "{{uuid}}";
 /// Placeholder replaced by a run-wide request counter (0, 1, 2, …, warm-up
 /// included), for values that must differ per request but stay readable.
 pub const SEQ_PLACEHOLDER: &str = "{{seq}}";
+/// Placeholders replaced by RFC 3339 UTC times an hour apart per request:
+/// `{{seq_hour}}` is 2030-01-01T00:00:00Z plus `seq` hours and
+/// `{{seq_hour_end}}` one hour later, so each request can book its own slot.
+pub const SEQ_HOUR_PLACEHOLDER: &str = "{{seq_hour}}";
+pub const SEQ_HOUR_END_PLACEHOLDER: &str = "{{seq_hour_end}}";
+
+/// 2030-01-01T00:00:00Z in seconds since the Unix epoch.
+const SEQ_HOUR_BASE: u64 = 1_893_456_000;
 
 /// Highest latency the histograms track; slower responses are clamped to it.
 /// One minute is well beyond any timeout a benchmark should allow.
@@ -52,6 +60,10 @@ pub struct Config {
     pub duration: Duration,
     pub max_requests: Option<u64>,
     pub timeout: Duration,
+    /// Open-loop mode: requests per second across all workers, each worker
+    /// sending on its own fixed schedule (see [`worker`]). `None` is closed
+    /// loop: each worker sends its next request as soon as the last returns.
+    pub rate: Option<f64>,
 }
 
 /// Everything the workers recorded during the measured window.
@@ -122,14 +134,20 @@ enum Part {
     Literal(String),
     Uuid,
     Seq,
+    SeqHour { offset: u64 },
 }
 
 impl Template {
     fn parse(mut text: &str) -> Self {
         let mut parts = Vec::new();
         loop {
-            let next = [(UUID_PLACEHOLDER, Part::Uuid), (SEQ_PLACEHOLDER, Part::Seq)]
-                .into_iter()
+            let next = [
+                (UUID_PLACEHOLDER, Part::Uuid),
+                (SEQ_PLACEHOLDER, Part::Seq),
+                (SEQ_HOUR_PLACEHOLDER, Part::SeqHour { offset: 0 }),
+                (SEQ_HOUR_END_PLACEHOLDER, Part::SeqHour { offset: 1 }),
+            ]
+            .into_iter()
                 .filter_map(|(needle, part)| text.find(needle).map(|at| (at, needle.len(), part)))
                 .min_by_key(|(at, _, _)| *at);
             let Some((at, len, part)) = next else { break };
@@ -151,7 +169,7 @@ impl Template {
             .iter()
             .map(|part| match part {
                 Part::Literal(text) => Some(text.as_str()),
-                Part::Uuid | Part::Seq => None,
+                Part::Uuid | Part::Seq | Part::SeqHour { .. } => None,
             })
             .collect()
     }
@@ -169,16 +187,42 @@ impl Template {
                     use std::fmt::Write as _;
                     let _ = write!(out, "{seq}");
                 }
+                Part::SeqHour { offset } => {
+                    out.push_str(&rfc3339(SEQ_HOUR_BASE + (seq + offset) * 3_600));
+                }
             }
         }
         out
     }
 }
 
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days,
+/// Howard Hinnant's algorithm; no calendar crate needed).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 /// One part of the request: built once if it has no placeholder, else
 /// rendered per request.
 ///
-/// Placeholders expand only to hex digits, hyphens and decimal digits, so a
+/// Placeholders expand only to hex digits, hyphens, decimal digits and the
+/// `T`, `:` and `Z` of a timestamp, so a
 /// template that renders to a valid value once renders to a valid value every
 /// time; `RequestTemplate::new` checks one rendering, which is what makes the
 /// `expect`s in `RequestTemplate::build` unreachable.
@@ -328,6 +372,11 @@ fn is_loopback(host: &str) -> bool {
 /// State shared by all workers.
 struct Shared {
     request: RequestTemplate,
+    /// When the run (warm-up included) began; open-loop schedules start here.
+    start: Instant,
+    /// Open loop: seconds between two requests of one worker.
+    period: Option<Duration>,
+    concurrency: usize,
     /// Requests that start before this instant are warm-up: sent, not recorded.
     measure_from: Instant,
     /// No request starts at or after this instant.
@@ -359,8 +408,14 @@ pub async fn run(config: Config) -> Outcome {
     let start = Instant::now();
     let measure_from = start + config.warmup;
     let stop_at = measure_from + config.duration;
+    let period = config
+        .rate
+        .map(|rate| Duration::from_secs_f64(config.concurrency as f64 / rate));
     let shared = Arc::new(Shared {
         request: config.request,
+        start,
+        period,
+        concurrency: config.concurrency,
         measure_from,
         stop_at,
         timeout: config.timeout,
@@ -370,7 +425,7 @@ pub async fn run(config: Config) -> Outcome {
     });
 
     let workers: Vec<_> = (0..config.concurrency)
-        .map(|_| tokio::spawn(worker(Arc::clone(&shared))))
+        .map(|index| tokio::spawn(worker(Arc::clone(&shared), index)))
         .collect();
 
     let mut outcome = Outcome {
@@ -403,8 +458,14 @@ pub async fn run(config: Config) -> Outcome {
     outcome
 }
 
-/// One closed-loop client: one connection, one request at a time.
-async fn worker(shared: Arc<Shared>) -> WorkerStats {
+/// One client: one connection, one request at a time.
+///
+/// Closed loop, it sends again as soon as a response arrives. Open loop
+/// (`--rate`), request `k` of worker `i` is due at `start + (i / N + k) ×
+/// period`; the worker sleeps until then, or sends at once when it is behind,
+/// and the latency is measured from the due time, not the send time, so a
+/// slow server cannot hide its queueing (no coordinated omission, as wrk2).
+async fn worker(shared: Arc<Shared>, index: usize) -> WorkerStats {
     let mut stats = WorkerStats {
         latency_us: new_histogram(),
         statuses: BTreeMap::new(),
@@ -413,8 +474,21 @@ async fn worker(shared: Arc<Shared>) -> WorkerStats {
         last_done: None,
     };
     let mut connection = None;
+    let mut due = shared.period.map(|period| {
+        shared.start + period.mul_f64(index as f64 / shared.concurrency as f64)
+    });
     loop {
-        let sent_at = Instant::now();
+        let sent_at = match (due, shared.period) {
+            (Some(at), Some(period)) => {
+                if at >= shared.stop_at {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                due = Some(at + period);
+                at
+            }
+            _ => Instant::now(),
+        };
         if sent_at >= shared.stop_at {
             break;
         }
@@ -515,6 +589,14 @@ mod tests {
     fn template_without_placeholders_is_fixed() {
         let template = Template::parse("plain {text}");
         assert_eq!(template.as_fixed().as_deref(), Some("plain {text}"));
+    }
+
+    #[test]
+    fn seq_hours_are_consecutive_rfc3339_times() {
+        let template = Template::parse("{{seq_hour}}/{{seq_hour_end}}");
+        assert_eq!(template.render(0), "2030-01-01T00:00:00Z/2030-01-01T01:00:00Z");
+        assert_eq!(template.render(24 * 59 + 23), "2030-03-01T23:00:00Z/2030-03-02T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

@@ -124,11 +124,7 @@ pub async fn begin(
             .fetch_one(&mut *tx)
             .await?;
     if !locked {
-        return Err(ApiError::conflict(
-            codes::IDEMPOTENCY_KEY_IN_PROGRESS,
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-        )
-        .with_retry_after(1));
+        return Err(key_in_progress());
     }
 
     let existing: Option<(Vec<u8>, i16, serde_json::Value)> = sqlx::query_as(
@@ -142,19 +138,8 @@ pub async fn begin(
     .await?;
 
     match existing {
-        Some((stored, _, _)) if stored != fingerprint => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            codes::IDEMPOTENCY_KEY_REUSED,
-            "this Idempotency-Key was already used with a different request; use a new key",
-        )),
-        Some((_, status, body)) => {
-            let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-            let mut response = (status, Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-            Ok(Begin::Replay(response))
-        }
+        Some((stored, _, _)) if stored != fingerprint => Err(key_reused()),
+        Some((_, status, body)) => Ok(Begin::Replay(replay(status, body))),
         None => Ok(Begin::Proceed(Pending {
             stored: Some(StoredKey {
                 principal: scope.principal.to_string(),
@@ -165,6 +150,35 @@ pub async fn begin(
             }),
         })),
     }
+}
+
+/// The replay of a stored response: its status and body, marked with
+/// `Idempotent-Replayed: true`.
+pub fn replay(status: i16, body: serde_json::Value) -> Response {
+    let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+/// The error for a key already used with another request (422).
+pub fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        codes::IDEMPOTENCY_KEY_REUSED,
+        "this Idempotency-Key was already used with a different request; use a new key",
+    )
+}
+
+/// The error for a key held by a request still running (409).
+pub fn key_in_progress() -> ApiError {
+    ApiError::conflict(
+        codes::IDEMPOTENCY_KEY_IN_PROGRESS,
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+    )
+    .with_retry_after(1)
 }
 
 impl Pending {
@@ -214,7 +228,9 @@ pub async fn purge_expired(conn: &mut PgConnection, ttl_hours: u32) -> sqlx::Res
 
 /// SHA-256 over method, path and the canonical JSON of the body (object keys
 /// sorted by `serde_json`'s map), so key order and whitespace do not matter.
-fn fingerprint(scope: &Scope<'_>) -> Vec<u8> {
+/// Public for writers that claim keys inside a database function (booking
+/// placement), which must fingerprint exactly as [`begin`] does.
+pub fn fingerprint(scope: &Scope<'_>) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(scope.method.as_bytes());
     hasher.update([0]);
