@@ -133,23 +133,34 @@ CREATE TABLE availability_windows (
 CREATE INDEX availability_booking_idx ON availability_windows (booking_id) WHERE booking_id IS NOT NULL;
 
 -- Claims one free unit of `p_listing` for `p_span` as a `booked` window, in
--- one round trip: tries the units in turn (starting at a varying offset so
--- concurrent requests spread out) with ON CONFLICT DO NOTHING, which uses
--- the exclusion constraint as its arbiter, and returns the unit or NULL when
--- every unit is taken. Concurrent claims on the same unit wait for each
--- other inside the constraint check, so the answer is exact.
+-- one round trip, and returns the unit, or NULL when every unit is taken.
+-- One index scan finds the units already busy in that range; the others are
+-- tried in turn (from a varying offset, so concurrent requests spread out)
+-- with ON CONFLICT DO NOTHING, which uses the exclusion constraint as its
+-- arbiter: two claims on one unit wait for each other inside the
+-- constraint check, so the answer is exact under any concurrency, and a
+-- sold-out listing costs one scan, not one probe per unit.
 CREATE FUNCTION claim_unit(
     p_listing uuid, p_quantity integer, p_start timestamptz, p_end timestamptz,
     p_span tstzrange, p_booking uuid, p_window uuid
 ) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    offs integer := floor(random() * p_quantity)::integer;
+    busy integer[];
+    offs integer;
     u integer;
     got integer;
 BEGIN
+    SELECT coalesce(array_agg(DISTINCT w.unit), '{}') INTO busy
+      FROM availability_windows w
+     WHERE w.listing_id = p_listing AND w.status <> 'available' AND w.span && p_span;
+    IF cardinality(busy) >= p_quantity THEN
+        RETURN NULL;
+    END IF;
+    offs := floor(random() * p_quantity)::integer;
     FOR i IN 0 .. p_quantity - 1 LOOP
         u := (offs + i) % p_quantity;
+        CONTINUE WHEN u = ANY (busy);
         INSERT INTO availability_windows (id, listing_id, unit, status, start_time, end_time, span, booking_id)
         VALUES (p_window, p_listing, u, 'booked', p_start, p_end, p_span, p_booking)
         ON CONFLICT DO NOTHING

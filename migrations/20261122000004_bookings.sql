@@ -33,6 +33,9 @@ CREATE TABLE bookings (
     idempotency_key     text,
     -- A request holds its slot until then; the approval timer declines it.
     approval_expires_at timestamptz,
+    -- When the owner (or instant book) approved it: from then on the
+    -- parties see each other's contact details.
+    approved_at         timestamptz,
     cancelled_by        uuid REFERENCES users (id),
     -- `{amount, currency, policy, notice_hours, ...}` from the refund policy.
     refund              jsonb,

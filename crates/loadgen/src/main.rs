@@ -134,7 +134,10 @@ fn start(args: Args) -> Result<ExitCode, String> {
         &body,
         args.allow_non_loopback,
     )?;
-    if args.rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
+    if args
+        .rate
+        .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+    {
         return Err("--rate must be a positive number of requests per second".to_owned());
     }
     if args.duration.is_zero() {

@@ -148,8 +148,8 @@ impl Template {
                 (SEQ_HOUR_END_PLACEHOLDER, Part::SeqHour { offset: 1 }),
             ]
             .into_iter()
-                .filter_map(|(needle, part)| text.find(needle).map(|at| (at, needle.len(), part)))
-                .min_by_key(|(at, _, _)| *at);
+            .filter_map(|(needle, part)| text.find(needle).map(|at| (at, needle.len(), part)))
+            .min_by_key(|(at, _, _)| *at);
             let Some((at, len, part)) = next else { break };
             if at > 0 {
                 parts.push(Part::Literal(text[..at].to_owned()));
@@ -474,9 +474,9 @@ async fn worker(shared: Arc<Shared>, index: usize) -> WorkerStats {
         last_done: None,
     };
     let mut connection = None;
-    let mut due = shared.period.map(|period| {
-        shared.start + period.mul_f64(index as f64 / shared.concurrency as f64)
-    });
+    let mut due = shared
+        .period
+        .map(|period| shared.start + period.mul_f64(index as f64 / shared.concurrency as f64));
     loop {
         let sent_at = match (due, shared.period) {
             (Some(at), Some(period)) => {
@@ -594,8 +594,14 @@ mod tests {
     #[test]
     fn seq_hours_are_consecutive_rfc3339_times() {
         let template = Template::parse("{{seq_hour}}/{{seq_hour_end}}");
-        assert_eq!(template.render(0), "2030-01-01T00:00:00Z/2030-01-01T01:00:00Z");
-        assert_eq!(template.render(24 * 59 + 23), "2030-03-01T23:00:00Z/2030-03-02T00:00:00Z");
+        assert_eq!(
+            template.render(0),
+            "2030-01-01T00:00:00Z/2030-01-01T01:00:00Z"
+        );
+        assert_eq!(
+            template.render(24 * 59 + 23),
+            "2030-03-01T23:00:00Z/2030-03-02T00:00:00Z"
+        );
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 

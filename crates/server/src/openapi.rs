@@ -29,7 +29,8 @@ with an ISO 4217 currency; times are RFC 3339 UTC; `X-Request-Id` is echoed; rat
         (name = "auth", description = "Sign-up, sign-in, sessions, verification, MFA and external sign-in"),
         (name = "users", description = "Profiles, preferences, identity verification (KYC) and privacy"),
         (name = "api_keys", description = "Scoped API keys for services (admins)"),
-        (name = "admin", description = "Roles, accounts and the audit log (admins)"),
+        (name = "listings", description = "Categories, listings (items, services, properties), their lifecycle and availability"),
+        (name = "admin", description = "Roles, accounts, the audit log and listing review (admins)"),
         (name = "webhooks", description = "Signed callbacks from providers"),
         (name = "operations", description = "Health checks and metrics for operators"),
     )

@@ -22,17 +22,38 @@ pub enum OpsPort {
     Shared,
 }
 
-/// Runs every job on `pool` until `shutdown` resolves, then drains. The
-/// caller owns the pool (in `rentify all` it is the API's).
+/// Connections every job holds for as long as it runs: its worker's
+/// LISTEN connection and its scheduler's advisory lock.
+const HELD_PER_JOB: u32 = 2;
+/// Jobs this process runs (platform purge, thumbnails, approval timer,
+/// request sweep); keep in step with the `spawn` calls below.
+const JOBS: u32 = 4;
+
+/// Runs every job until `shutdown` resolves, then drains. The jobs get
+/// their own pool, to the database of `pool`, sized for the connections
+/// they hold plus `WORKER_CONCURRENCY` running tasks per job, so they never
+/// starve the API that shares the process in `rentify all` (nor the other
+/// way round). The caller owns `pool`.
 pub async fn run_until(
     config: Config,
     pool: PgPool,
     ops: OpsPort,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let api_pool = pool;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(JOBS * (HELD_PER_JOB + config.worker_concurrency as u32))
+        .min_connections(0)
+        .connect_with((*api_pool.connect_options()).clone())
+        .await?;
     let mut workers = Workers::new(config.worker_concurrency, config.job_poll_interval());
     let platform = PlatformJobs::build(pool.clone(), config.idempotency_ttl_hours).await?;
     platform.spawn(&mut workers);
+    let media = rentify_listings::media::Media::init(&config, pool.clone()).await?;
+    media.spawn(&mut workers);
+    rentify_bookings::BookingJobs::build(pool.clone())
+        .await?
+        .spawn(&mut workers);
 
     let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     let ops_server = match ops {
@@ -42,7 +63,7 @@ pub async fn run_until(
                 rate_limits: Switch::Off,
                 ..config.clone()
             };
-            let state = PlatformState::build(ops_config, pool.clone()).await?;
+            let state = PlatformState::build(ops_config, api_pool.clone()).await?;
             let addr = SocketAddr::new(config.host, config.port);
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 anyhow::anyhow!("cannot bind {addr} (HOST/PORT) for worker health: {e}")
@@ -64,6 +85,7 @@ pub async fn run_until(
     tracing::info!(concurrency = config.worker_concurrency, "workers running");
     shutdown.await;
     workers.shutdown(config.shutdown_grace()).await;
+    pool.close().await;
     let _ = stop_ops.send(());
     if let Some(server) = ops_server {
         server.await??;

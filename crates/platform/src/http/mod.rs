@@ -39,7 +39,12 @@ pub fn apply(router: Router<PlatformState>, state: &PlatformState) -> Router<Pla
     security::headers(router)
         .layer(security::cors(&config.cors_allowed_origins))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Every extractor keeps `MAX_BODY_BYTES` (above); only a route that
+        // reads its body itself with its own limit (media uploads, up to
+        // `MEDIA_MAX_UPLOAD_BYTES`) may receive more.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES.max(
+            usize::try_from(config.media_max_upload_bytes).unwrap_or(usize::MAX),
+        )))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             config.request_timeout(),

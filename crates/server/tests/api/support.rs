@@ -388,3 +388,84 @@ impl TestApp {
         (id, body["access_token"].as_str().unwrap().to_owned())
     }
 }
+
+/// The body of a complete item listing (Cameras category), ready to publish.
+pub fn listing_body() -> Value {
+    serde_json::json!({
+        "type": "item",
+        "title": "Mirrorless camera kit",
+        "description": "A full-frame camera with a 24-70 mm lens, two batteries and a charger.",
+        "category_id": "0190c000-0000-7000-8000-000000000101",
+        "location": {"lat": 48.8566, "lng": 2.3522},
+        "time_zone": "Europe/Paris",
+        "pricing": {"hourly": 500, "daily": 2500, "weekly": 12000, "deposit": 30000, "currency": "EUR"},
+        "quantity": 1,
+        "condition": "like_new",
+        "included_items": ["24-70 mm lens", "2 batteries", "charger"],
+        "delivery_options": {"pickup": true, "delivery": true, "delivery_fee": 800},
+        "policies": {"cancellation": "moderate", "damage": "Repairs at cost", "late_return": "One extra day"},
+        "booking_rules": {"buffer_minutes": 0, "min_notice_minutes": 0},
+        "instant_book": true
+    })
+}
+
+impl TestApp {
+    /// Creates a complete listing owned by `owner_token`'s user — the
+    /// [`listing_body`] with `overrides`' top-level keys replacing its own —
+    /// makes the owner identity-verified, publishes it and returns it with
+    /// status `active` (a listing that went to review, e.g. a property, is
+    /// approved directly in the database).
+    pub async fn active_listing(&self, owner_token: &str, overrides: Value) -> Value {
+        let mut body = listing_body();
+        if let (Some(body), Some(overrides)) = (body.as_object_mut(), overrides.as_object()) {
+            for (key, value) in overrides {
+                body.insert(key.clone(), value.clone());
+            }
+        }
+        let (status, listing) = self
+            .call_parts(
+                reqwest::Method::POST,
+                "/v1/listings",
+                Some(owner_token),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "create listing: {listing}");
+        let id = listing["id"].as_str().unwrap().to_owned();
+        sqlx::query("UPDATE users SET identity_status = 'verified' WHERE id = $1::uuid")
+            .bind(listing["owner_id"].as_str().unwrap())
+            .execute(&self.db)
+            .await
+            .unwrap();
+        let (status, listing) = self
+            .call_parts(
+                reqwest::Method::POST,
+                &format!("/v1/listings/{id}/publish"),
+                Some(owner_token),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "publish listing: {listing}");
+        if listing["status"] == "active" {
+            return listing;
+        }
+        sqlx::query(
+            "UPDATE listings SET status = 'active', published_at = now(), version = version + 1
+              WHERE id = $1::uuid",
+        )
+        .bind(&id)
+        .execute(&self.db)
+        .await
+        .unwrap();
+        let (status, listing) = self
+            .call_parts(
+                reqwest::Method::GET,
+                &format!("/v1/listings/{id}"),
+                Some(owner_token),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{listing}");
+        listing
+    }
+}
