@@ -111,7 +111,8 @@ pub async fn place(
     let (outcome, unit, status, body): (String, Option<i32>, Option<i16>, Option<Value>) =
         sqlx::query_as(
             "SELECT outcome, unit, response_status, response_body FROM place_booking(
-                $1, $2, $3, 'POST', $4, $5, $6, $7, $8, tstzrange($9, $10), $11, $12, $13, $14)",
+                $1, $2, $3, 'POST', $4, $5, $6, $7, $8, $9, $10, tstzrange($9, $11), $12, $13,
+                $14, $15, $16)",
         )
         .bind(key.principal)
         .bind(key.key)
@@ -122,11 +123,14 @@ pub async fn place(
         .bind(terms.version)
         .bind(terms.quantity)
         .bind(row.start_time)
+        .bind(row.end_time)
         .bind(span_end)
         .bind(Uuid::now_v7())
-        .bind(row_json(row, key.key))
-        .bind(event)
-        .bind(response)
+        .bind(row.id)
+        // Text, not jsonb: PostgreSQL parses them only for a placed booking.
+        .bind(row_json(row, key.key).to_string())
+        .bind(event.to_string())
+        .bind(response.to_string())
         .fetch_one(conn)
         .await?;
     Ok(match outcome.as_str() {

@@ -58,7 +58,16 @@ struct Inner {
     keys: KeyRing,
     /// Verified instead of a real hash for unknown emails (equal timing).
     dummy_hash: String,
+    /// Access tokens already verified, with their principal and expiry: an
+    /// Ed25519 verification is the largest single cost of a small request,
+    /// and a client sends the same token for up to its 15 minutes. Only
+    /// tokens that verified are kept, never past their `exp`; the map is
+    /// emptied when it reaches [`VERIFIED_TOKENS_MAX`].
+    verified: std::sync::RwLock<std::collections::HashMap<String, (Principal, i64)>>,
 }
+
+/// Bound of the verified-token cache (about 1 KiB per entry).
+const VERIFIED_TOKENS_MAX: usize = 50_000;
 
 impl Identity {
     /// Loads keys (creating the first signing key) and registers the
@@ -75,6 +84,7 @@ impl Identity {
                 blind_index,
                 keys,
                 dummy_hash,
+                verified: Default::default(),
             }),
         };
         state.set_authenticator(Arc::new(identity.clone()));
@@ -116,15 +126,32 @@ impl Authenticator for Identity {
         if token.starts_with(api_keys::PREFIX) {
             return api_keys::authenticate(self, token).await;
         }
+        let now = chrono::Utc::now().timestamp();
+        if let Some((principal, exp)) = self
+            .inner
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            && *exp > now
+        {
+            return Ok(principal.clone());
+        }
         let claims = self.keys().verify(token).await?;
-        Ok(Principal {
+        let principal = Principal {
             user_id: claims.sub,
             roles: claims.roles,
             scopes: None,
             credential: Credential::AccessToken {
                 session_id: claims.sid,
             },
-        })
+        };
+        let mut verified = self.inner.verified.write().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_TOKENS_MAX {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), (principal.clone(), claims.exp));
+        Ok(principal)
     }
 }
 

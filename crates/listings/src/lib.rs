@@ -15,6 +15,7 @@
 
 pub mod availability;
 pub mod categories;
+pub mod demo;
 pub mod error;
 pub mod inventory;
 pub mod listing;

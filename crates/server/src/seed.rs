@@ -33,11 +33,23 @@ pub async fn demo(config: Config, pool: &PgPool) -> anyhow::Result<()> {
     );
     let state = PlatformState::build(config, pool.clone()).await?;
     let identity = rentify_identity::Identity::init(&state).await?;
+    let mut owner = None;
     for (email, name, roles) in DEMO_ACCOUNTS {
-        rentify_identity::admin::ensure_demo_account(&identity, email, DEMO_PASSWORD, name, roles)
-            .await
-            .map_err(|e| anyhow::anyhow!("demo account {email}: {e}"))?;
+        let id =
+            rentify_identity::admin::ensure_demo_account(&identity, email, DEMO_PASSWORD, name, roles)
+                .await
+                .map_err(|e| anyhow::anyhow!("demo account {email}: {e}"))?;
+        if roles.contains(&Role::Owner) {
+            owner = Some(id);
+        }
     }
-    tracing::info!(accounts = DEMO_ACCOUNTS.len(), "demo data loaded");
+    let owner = owner.ok_or_else(|| anyhow::anyhow!("the demo accounts have no owner"))?;
+    let mut conn = pool.acquire().await?;
+    let listings = rentify_listings::demo::ensure_listings(&mut conn, owner).await?;
+    tracing::info!(
+        accounts = DEMO_ACCOUNTS.len(),
+        new_listings = listings,
+        "demo data loaded"
+    );
     Ok(())
 }
