@@ -146,7 +146,11 @@ impl Authenticator for Identity {
                 session_id: claims.sid,
             },
         };
-        let mut verified = self.inner.verified.write().unwrap_or_else(|e| e.into_inner());
+        let mut verified = self
+            .inner
+            .verified
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if verified.len() >= VERIFIED_TOKENS_MAX {
             verified.clear();
         }

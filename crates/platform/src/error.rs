@@ -248,6 +248,16 @@ impl From<sqlx::Error> for ApiError {
                 "the database is saturated; retry shortly",
             )
             .with_retry_after(1),
+            // A connection lost under us (database restart, failover): the
+            // pool drops it and a retry gets a fresh one.
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(%error, "database connection lost");
+                Self::unavailable(
+                    codes::SERVICE_UNAVAILABLE,
+                    "the database connection was lost; retry shortly",
+                )
+                .with_retry_after(1)
+            }
             _ => Self::internal(error),
         }
     }

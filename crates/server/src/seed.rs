@@ -35,10 +35,15 @@ pub async fn demo(config: Config, pool: &PgPool) -> anyhow::Result<()> {
     let identity = rentify_identity::Identity::init(&state).await?;
     let mut owner = None;
     for (email, name, roles) in DEMO_ACCOUNTS {
-        let id =
-            rentify_identity::admin::ensure_demo_account(&identity, email, DEMO_PASSWORD, name, roles)
-                .await
-                .map_err(|e| anyhow::anyhow!("demo account {email}: {e}"))?;
+        let id = rentify_identity::admin::ensure_demo_account(
+            &identity,
+            email,
+            DEMO_PASSWORD,
+            name,
+            roles,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("demo account {email}: {e}"))?;
         if roles.contains(&Role::Owner) {
             owner = Some(id);
         }

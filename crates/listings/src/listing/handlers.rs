@@ -140,16 +140,8 @@ pub async fn archive_listing(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
     // DELETE is idempotent by nature (a repeat answers 409); no key.
-    let retry = Retry {
-        key: &IdempotencyKey::default(),
-        principal: caller.user_id,
-        path: format!("/v1/listings/{id}"),
-        body: serde_json::Value::Null,
-    };
-    Ok(
-        service::owner_transition(&listings, caller.user_id, id, OwnerAction::Archive, retry)
-            .await?,
-    )
+    let key = IdempotencyKey::default();
+    owner_action(&listings, &caller, &key, id, OwnerAction::Archive, "").await
 }
 
 /// Publishes a `draft` (or an edited `rejected`) listing: `active` at once,
@@ -172,16 +164,15 @@ pub async fn publish_listing(
     key: IdempotencyKey,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
-    let retry = Retry {
-        key: &key,
-        principal: caller.user_id,
-        path: format!("/v1/listings/{id}/publish"),
-        body: serde_json::Value::Null,
-    };
-    Ok(
-        service::owner_transition(&listings, caller.user_id, id, OwnerAction::Publish, retry)
-            .await?,
+    owner_action(
+        &listings,
+        &caller,
+        &key,
+        id,
+        OwnerAction::Publish,
+        "/publish",
     )
+    .await
 }
 
 /// Takes an `active` listing off the market for a while (`paused`).
@@ -201,13 +192,7 @@ pub async fn pause_listing(
     key: IdempotencyKey,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
-    let retry = Retry {
-        key: &key,
-        principal: caller.user_id,
-        path: format!("/v1/listings/{id}/pause"),
-        body: serde_json::Value::Null,
-    };
-    Ok(service::owner_transition(&listings, caller.user_id, id, OwnerAction::Pause, retry).await?)
+    owner_action(&listings, &caller, &key, id, OwnerAction::Pause, "/pause").await
 }
 
 /// Puts a `paused` listing back on the market (`active`).
@@ -227,16 +212,7 @@ pub async fn resume_listing(
     key: IdempotencyKey,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
-    let retry = Retry {
-        key: &key,
-        principal: caller.user_id,
-        path: format!("/v1/listings/{id}/resume"),
-        body: serde_json::Value::Null,
-    };
-    Ok(
-        service::owner_transition(&listings, caller.user_id, id, OwnerAction::Resume, retry)
-            .await?,
-    )
+    owner_action(&listings, &caller, &key, id, OwnerAction::Resume, "/resume").await
 }
 
 #[derive(Debug, Deserialize, IntoParams, Validate)]
@@ -284,4 +260,23 @@ pub async fn list_user_listings(
     .await?;
     let page = Page::from_rows(rows, &page, |l| Cursor::new((), l.id));
     Ok(axum::Json(page.map(ListingView::from)))
+}
+
+/// An owner's lifecycle action on listing `id` at `/v1/listings/{id}{suffix}`
+/// (no body), replayed for retries under `key`.
+async fn owner_action(
+    listings: &Listings,
+    caller: &UserCaller,
+    key: &IdempotencyKey,
+    id: Uuid,
+    action: OwnerAction,
+    suffix: &str,
+) -> ApiResult<Response> {
+    let retry = Retry {
+        key,
+        principal: caller.user_id,
+        path: format!("/v1/listings/{id}{suffix}"),
+        body: serde_json::Value::Null,
+    };
+    Ok(service::owner_transition(listings, caller.user_id, id, action, retry).await?)
 }

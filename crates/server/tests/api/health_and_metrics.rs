@@ -67,7 +67,22 @@ async fn ready_is_503_naming_postgres_when_the_database_goes_away() {
         .execute(format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true").as_str())
         .await
         .unwrap();
-    assert_eq!(app.get("/health/ready").await.status(), 200);
+    // Pooled connections are not pinged on every use (db::connect): each
+    // dead one still in the pool may fail one request, with a 503, before
+    // the pool drops it. Within the pool's size the service is back.
+    let mut statuses = Vec::new();
+    for _ in 0..=10 {
+        let status = app.get("/health/ready").await.status().as_u16();
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod bookings;
 mod bookings_races;
 mod bookings_timers;
 mod config_and_startup;
+mod demo_seed;
 mod envelope;
 mod health_and_metrics;
 mod idempotency;
