@@ -120,6 +120,9 @@ CREATE TABLE availability_windows (
     end_time        timestamptz NOT NULL,
     span            tstzrange NOT NULL,
     booking_id      uuid,
+    -- A booking request's window: when its hold on the unit lapses (the
+    -- request is then declined); NULL for approved bookings and blocks.
+    hold_expires_at timestamptz,
     note            text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     CHECK (start_time < end_time),
@@ -133,7 +136,9 @@ CREATE TABLE availability_windows (
 CREATE INDEX availability_booking_idx ON availability_windows (booking_id) WHERE booking_id IS NOT NULL;
 
 -- Claims one free unit of `p_listing` for `p_span` as a `booked` window, in
--- one round trip, and returns the unit, or NULL when every unit is taken.
+-- one round trip, and returns the unit; NULL when every unit is taken, or -1
+-- when every unit is taken and some overlapping window is a request whose
+-- hold lapsed (the caller declines those requests and tries again).
 -- One index scan finds the units already busy in that range; the others are
 -- tried in turn (from a varying offset, so concurrent requests spread out)
 -- with ON CONFLICT DO NOTHING, which uses the exclusion constraint as its
@@ -142,27 +147,30 @@ CREATE INDEX availability_booking_idx ON availability_windows (booking_id) WHERE
 -- sold-out listing costs one scan, not one probe per unit.
 CREATE FUNCTION claim_unit(
     p_listing uuid, p_quantity integer, p_start timestamptz, p_end timestamptz,
-    p_span tstzrange, p_booking uuid, p_window uuid
+    p_span tstzrange, p_booking uuid, p_window uuid, p_hold_until timestamptz
 ) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     busy integer[];
+    lapsed boolean;
     offs integer;
     u integer;
     got integer;
 BEGIN
-    SELECT coalesce(array_agg(DISTINCT w.unit), '{}') INTO busy
+    SELECT coalesce(array_agg(DISTINCT w.unit), '{}'), coalesce(bool_or(w.hold_expires_at <= now()), false)
+      INTO busy, lapsed
       FROM availability_windows w
      WHERE w.listing_id = p_listing AND w.status <> 'available' AND w.span && p_span;
     IF cardinality(busy) >= p_quantity THEN
-        RETURN NULL;
+        RETURN CASE WHEN lapsed THEN -1 END;
     END IF;
     offs := floor(random() * p_quantity)::integer;
     FOR i IN 0 .. p_quantity - 1 LOOP
         u := (offs + i) % p_quantity;
         CONTINUE WHEN u = ANY (busy);
-        INSERT INTO availability_windows (id, listing_id, unit, status, start_time, end_time, span, booking_id)
-        VALUES (p_window, p_listing, u, 'booked', p_start, p_end, p_span, p_booking)
+        INSERT INTO availability_windows
+               (id, listing_id, unit, status, start_time, end_time, span, booking_id, hold_expires_at)
+        VALUES (p_window, p_listing, u, 'booked', p_start, p_end, p_span, p_booking, p_hold_until)
         ON CONFLICT DO NOTHING
         RETURNING unit INTO got;
         IF got IS NOT NULL THEN

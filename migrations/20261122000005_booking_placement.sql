@@ -42,6 +42,8 @@ CREATE FUNCTION place_booking(
     p_span           tstzrange,
     p_window         uuid,
     p_booking_id     uuid,
+    -- A request's approval deadline (its hold on the unit), NULL if approved.
+    p_hold_until     timestamptz,
     p_booking        text,
     p_event          text,
     p_response       text
@@ -106,15 +108,9 @@ BEGIN
         RETURN;
     END IF;
 
-    v_unit := claim_unit(p_listing, p_quantity, v_start, v_end, p_span, v_id, p_window);
-    IF v_unit IS NULL THEN
-        IF EXISTS (SELECT 1 FROM availability_windows w JOIN bookings b ON b.id = w.booking_id
-                    WHERE w.listing_id = p_listing AND w.status = 'booked' AND w.span && p_span
-                      AND b.status = 'requested' AND b.approval_expires_at <= now()) THEN
-            outcome := 'conflict_expired'::text; unit := NULL::integer; response_status := NULL::smallint; response_body := NULL::jsonb;
-        ELSE
-            outcome := 'conflict'::text; unit := NULL::integer; response_status := NULL::smallint; response_body := NULL::jsonb;
-        END IF;
+    v_unit := claim_unit(p_listing, p_quantity, v_start, v_end, p_span, v_id, p_window, p_hold_until);
+    IF v_unit IS NULL OR v_unit < 0 THEN
+        outcome := CASE WHEN v_unit IS NULL THEN 'conflict' ELSE 'conflict_expired' END;
         RETURN;
     END IF;
 

@@ -8,7 +8,7 @@ LATERAL place_booking(
     ':renter', ids.k, sha256(ids.k::bytea), 'POST', '/v1/bookings', 24,
     ':listing', :version, 10,
     '2030-06-01T10:00:00Z', '2030-06-03T10:00:00Z',
-    tstzrange('2030-06-01T10:00:00Z', '2030-06-03T10:00:00Z'), gen_random_uuid(), ids.bid,
+    tstzrange('2030-06-01T10:00:00Z', '2030-06-03T10:00:00Z'), gen_random_uuid(), ids.bid, NULL,
     replace(replace('{"id": "BID", "listing_id": ":listing", "renter_id": ":renter", "owner_id": ":owner",
         "parent_id": null, "unit": 0, "status": "approved", "status_reason": null,
         "start_time": "2030-06-01T10:00:00Z", "end_time": "2030-06-03T10:00:00Z",

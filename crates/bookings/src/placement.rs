@@ -112,7 +112,7 @@ pub async fn place(
         sqlx::query_as(
             "SELECT outcome, unit, response_status, response_body FROM place_booking(
                 $1, $2, $3, 'POST', $4, $5, $6, $7, $8, $9, $10, tstzrange($9, $11), $12, $13,
-                $14, $15, $16)",
+                $14, $15, $16, $17)",
         )
         .bind(key.principal)
         .bind(key.key)
@@ -127,6 +127,7 @@ pub async fn place(
         .bind(span_end)
         .bind(Uuid::now_v7())
         .bind(row.id)
+        .bind(row.approval_expires_at)
         // Text, not jsonb: PostgreSQL parses them only for a placed booking.
         .bind(row_json(row, key.key).to_string())
         .bind(event.to_string())

@@ -754,6 +754,8 @@ pub async fn act(
     })?;
     if action.releases_unit() {
         inventory::release(&mut tx, id).await?;
+    } else if to == Status::Approved {
+        inventory::confirm(&mut tx, id).await?;
     }
     record_event(
         &mut tx,
@@ -841,6 +843,9 @@ pub async fn extend(
         protection,
     })?;
     let child_id = new_id();
+    // A child request holds its time for its own approval window.
+    let child_now = Utc::now();
+    let hold_until = (!terms.instant_book).then(|| child_now + b.approval_window());
     inventory::trim_buffer(&mut tx, parent.id).await?;
     let mut claimed = inventory::claim_exact(
         &mut tx,
@@ -849,6 +854,7 @@ pub async fn extend(
         parent.end_time,
         input.end_time,
         child_id,
+        hold_until,
     )
     .await?;
     if !claimed && expire_overlapping(&mut tx, &terms, parent.end_time, input.end_time).await? > 0 {
@@ -859,6 +865,7 @@ pub async fn extend(
             parent.end_time,
             input.end_time,
             child_id,
+            hold_until,
         )
         .await?;
     }
@@ -887,7 +894,7 @@ pub async fn extend(
             service_package: None,
             quote: &quote,
             approval_window: b.approval_window(),
-            now: Utc::now(),
+            now: child_now,
         })?,
     )
     .await?;

@@ -37,6 +37,7 @@ const OUTSIDE_OPENING_HOURS: &str = "(EXISTS (SELECT 1 FROM availability_windows
 
 /// Claims exactly `unit` for `[start, end)` (plus buffer); `false` when it
 /// is taken. Extensions use it: the extra time must be on the same unit.
+/// `hold_until` is a request's approval deadline (`None` once approved).
 pub async fn claim_exact(
     conn: &mut PgConnection,
     terms: &BookingTerms,
@@ -44,10 +45,12 @@ pub async fn claim_exact(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     booking_id: Uuid,
+    hold_until: Option<DateTime<Utc>>,
 ) -> anyhow::Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO availability_windows (id, listing_id, unit, status, start_time, end_time, span, booking_id)
-         VALUES ($1, $2, $3, 'booked', $4, $5, tstzrange($4, $6), $7)
+        "INSERT INTO availability_windows
+                (id, listing_id, unit, status, start_time, end_time, span, booking_id, hold_expires_at)
+         VALUES ($1, $2, $3, 'booked', $4, $5, tstzrange($4, $6), $7, $8)
          ON CONFLICT DO NOTHING",
     )
     .bind(Uuid::now_v7())
@@ -57,9 +60,23 @@ pub async fn claim_exact(
     .bind(end)
     .bind(span_end(terms, end))
     .bind(booking_id)
+    .bind(hold_until)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Makes `booking_id`'s hold permanent (the request was approved): its
+/// window no longer lapses.
+pub async fn confirm(conn: &mut PgConnection, booking_id: Uuid) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE availability_windows SET hold_expires_at = NULL
+          WHERE booking_id = $1 AND status = 'booked'",
+    )
+    .bind(booking_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Drops the buffer after `booking_id` (its window then spans exactly the
