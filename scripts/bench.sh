@@ -149,7 +149,8 @@ scenario() {
     return 0
   fi
   local args=(--name "$name" --method "$method" --url "$BASE_URL$path"
-    --concurrency "${SCENARIO_CONCURRENCY:-$CONCURRENCY}" --duration "$DURATION" --warmup "$WARMUP")
+    --concurrency "${SCENARIO_CONCURRENCY:-$CONCURRENCY}" --duration "$DURATION"
+    --warmup "${SCENARIO_WARMUP:-$WARMUP}")
   [[ ${BENCH_JSON:-0} == 1 ]] && args+=(--json)
   # In the background so that an interrupt runs the traps at once instead of after
   # the scenario (bash defers traps while a foreground command runs).
@@ -196,7 +197,9 @@ booking_scenarios() {
   local auth=(--header 'Content-Type: application/json' --header "Authorization: Bearer $RENTER_TOKEN"
     --header 'Idempotency-Key: {{uuid}}')
 
-  SCENARIO_CONCURRENCY=${BENCH_RACE_CLIENTS:-1000} scenario booking_race POST /v1/bookings \
+  # 1000 connections take a few seconds to open and settle: a longer warm-up.
+  SCENARIO_CONCURRENCY=${BENCH_RACE_CLIENTS:-1000} SCENARIO_WARMUP=$((WARMUP > 5 ? WARMUP : 5)) \
+    scenario booking_race POST /v1/bookings \
     --rate "${BENCH_RACE_RATE:-3200}" --expect-status 409 --body "$race_body" "${auth[@]}"
   if [[ -z ${WANTED[booking_race]:-} && ${#WANTED[@]} -gt 0 ]]; then :; else
     local booked overlaps
