@@ -115,7 +115,9 @@ pub async fn check(
         "SELECT NOT {OUTSIDE_OPENING_HOURS},
                 $2 - (SELECT count(DISTINCT unit) FROM availability_windows
                        WHERE listing_id = $1 AND status <> 'available'
-                         AND span && tstzrange($3, $5))::int"
+                         AND span && tstzrange($3, $5)
+                         -- A request whose hold lapsed gives way to a booking.
+                         AND NOT coalesce(hold_expires_at <= now(), false))::int"
     );
     let (within_opening_hours, free_units): (bool, i32) = sqlx::query_as(&sql)
         .bind(terms.listing_id)

@@ -797,3 +797,52 @@ async fn bookings_lists_paginate_and_filter() {
         assert_eq!(status, 400, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn bookings_survive_the_renters_erasure_without_their_personal_data() {
+    let app = TestApp::spawn().await;
+    let p = parties(&app).await;
+    let listing = app
+        .active_listing(&p.owner, json!({"instant_book": true}))
+        .await;
+    let booking = booked(&app, &p.renter, &body(&listing, day(3, 10), day(4, 10))).await;
+    let id = booking["id"].as_str().unwrap();
+    let (status, seen) = app
+        .call_parts(
+            Method::GET,
+            &format!("/v1/bookings/{id}"),
+            Some(&p.owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        seen["counterparty"]["contact"]["email"], "renter@example.com",
+        "an approved booking shares contact details: {seen}"
+    );
+
+    let erased = app
+        .call(Method::DELETE, "/v1/users/me", Some(&p.renter), None)
+        .await;
+    assert_eq!(erased.status().as_u16(), 204);
+
+    // The booking (and its price and history) stays; the renter's personal
+    // data does not come back through it.
+    let (status, seen) = app
+        .call_parts(
+            Method::GET,
+            &format!("/v1/bookings/{id}"),
+            Some(&p.owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["status"], "approved");
+    assert_eq!(seen["renter_id"], p.renter_id.as_str());
+    assert_eq!(seen["total"], booking["total"]);
+    assert!(seen["counterparty"]["contact"].is_null(), "{seen}");
+    assert!(!seen.to_string().contains("renter@example.com"), "{seen}");
+    // The owner can still run the booking to its end.
+    let (status, started) = act(&app, &p.owner, &booking, "start", None).await;
+    assert_eq!(status, 200, "{started}");
+}

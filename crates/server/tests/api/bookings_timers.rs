@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::{
     bookings::{act, body, book, booked, count, day, events_of, parties},
-    support::{TestApp, error_code},
+    support::{TestApp, error_code, parts},
 };
 
 async fn status_of(app: &TestApp, id: &str) -> (String, Option<String>) {
@@ -94,7 +94,30 @@ async fn bookings_an_expired_request_never_blocks_a_new_booking_even_without_a_w
     // While the request is pending, it holds the slot.
     let (status, _, error) = book(&app, &second, Some("early"), &request).await;
     assert_eq!((status, error_code(&error)), (409, "booking_conflict"));
+    let quote = |token: String| {
+        let request = request.clone();
+        let app = &app;
+        async move {
+            let (status, _, quote) = parts(
+                app.post_json(
+                    "/v1/bookings/quote",
+                    &request,
+                    &[("Authorization", &format!("Bearer {token}"))],
+                )
+                .await,
+            )
+            .await;
+            assert_eq!(status, 200, "{quote}");
+            quote["available"].as_bool().unwrap()
+        }
+    };
+    assert!(
+        !quote(second.clone()).await,
+        "a pending request holds the slot"
+    );
     tokio::time::sleep(StdDuration::from_millis(1300)).await;
+    // Once its hold lapsed, the quote already says the slot is free.
+    assert!(quote(second.clone()).await, "a lapsed hold gives way");
     let (status, _, taken) = book(&app, &second, Some("late"), &request).await;
     assert_eq!(status, 201, "{taken}");
     assert_eq!(
