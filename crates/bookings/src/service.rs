@@ -519,22 +519,15 @@ async fn stored_reply(
     let Some(key) = claim.key else {
         return Ok(None);
     };
-    let stored: Option<(Vec<u8>, i16, serde_json::Value)> = sqlx::query_as(
-        "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-          WHERE principal = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)",
+    let stored = idempotency::lookup(
+        conn,
+        claim.principal,
+        key,
+        claim.fingerprint,
+        claim.ttl_hours,
     )
-    .bind(claim.principal)
-    .bind(key)
-    .bind(claim.ttl_hours as i32)
-    .fetch_optional(conn)
     .await?;
-    Ok(match stored {
-        Some((fingerprint, status, body)) if fingerprint == claim.fingerprint => {
-            Some(Reply::Replay(idempotency::replay(status, body)))
-        }
-        Some(_) => return Err(idempotency::key_reused().into()),
-        None => None,
-    })
+    Ok(stored.map(Reply::Replay))
 }
 
 /// Enqueues the request's approval timer, delayed to its deadline. Best

@@ -127,19 +127,8 @@ pub async fn begin(
         return Err(key_in_progress());
     }
 
-    let existing: Option<(Vec<u8>, i16, serde_json::Value)> = sqlx::query_as(
-        "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-          WHERE principal = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)",
-    )
-    .bind(scope.principal)
-    .bind(key)
-    .bind(ttl_hours as i32)
-    .fetch_optional(&mut *tx)
-    .await?;
-
-    match existing {
-        Some((stored, _, _)) if stored != fingerprint => Err(key_reused()),
-        Some((_, status, body)) => Ok(Begin::Replay(replay(status, body))),
+    match lookup(tx, scope.principal, key, &fingerprint, ttl_hours).await? {
+        Some(replay) => Ok(Begin::Replay(replay)),
         None => Ok(Begin::Proceed(Pending {
             stored: Some(StoredKey {
                 principal: scope.principal.to_string(),
@@ -149,6 +138,34 @@ pub async fn begin(
                 fingerprint,
             }),
         })),
+    }
+}
+
+/// The stored answer to `key`: its replay when `fingerprint` matches, 422
+/// `idempotency_key_reused` when the key served another request, `None`
+/// when it is unused (or expired). [`begin`] calls it under the key's lock;
+/// writers that claim keys inside a database function call it on their
+/// error paths.
+pub async fn lookup(
+    conn: &mut PgConnection,
+    principal: &str,
+    key: &str,
+    fingerprint: &[u8],
+    ttl_hours: u32,
+) -> Result<Option<Response>, ApiError> {
+    let existing: Option<(Vec<u8>, i16, serde_json::Value)> = sqlx::query_as(
+        "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+          WHERE principal = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)",
+    )
+    .bind(principal)
+    .bind(key)
+    .bind(ttl_hours as i32)
+    .fetch_optional(conn)
+    .await?;
+    match existing {
+        Some((stored, _, _)) if stored != fingerprint => Err(key_reused()),
+        Some((_, status, body)) => Ok(Some(replay(status, body))),
+        None => Ok(None),
     }
 }
 
