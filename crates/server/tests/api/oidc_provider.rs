@@ -61,38 +61,56 @@ impl OidcProvider {
                 .expect("run scripts/oidc-provider/install.sh (needs node and npm)");
             assert!(status.success(), "scripts/oidc-provider/install.sh failed");
         }
-        let mut command = Command::new("node");
-        command
-            .arg("server.mjs")
-            .current_dir(&dir)
-            .env("PORT", "0")
-            .env("REDIRECT_URIS", redirect_uris.join(","))
-            .env("EXIT_WITH_STDIN", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command
-            .spawn()
-            .expect("start `node scripts/oidc-provider/server.mjs` (is Node.js installed?)");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.expect("read provider stdout") {
-                if let Some(issuer) = line.strip_prefix("READY ") {
-                    return issuer.trim().to_string();
-                }
+        // Node has been seen (once in many CI runs) to start but never print
+        // READY; the harness retries such a start rather than let one stuck
+        // process fail a test that never ran.
+        let mut attempt = 0;
+        let (issuer, child, stdin) = loop {
+            attempt += 1;
+            let mut command = Command::new("node");
+            command
+                .arg("server.mjs")
+                .current_dir(&dir)
+                .env("PORT", "0")
+                .env("REDIRECT_URIS", redirect_uris.join(","))
+                .env("EXIT_WITH_STDIN", "1")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true);
+            for (k, v) in env {
+                command.env(k, v);
             }
-            panic!("the OIDC provider exited before it was ready (its stderr is above)");
-        })
-        .await
-        .expect("the OIDC provider prints READY within 30 s");
-        // Nothing else is printed on stdout; keep draining it all the same.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            let mut child = command
+                .spawn()
+                .expect("start `node scripts/oidc-provider/server.mjs` (is Node.js installed?)");
+            let stdin = child.stdin.take().expect("piped stdin");
+            let stdout = child.stdout.take().expect("piped stdout");
+            let mut lines = BufReader::new(stdout).lines();
+            let ready = tokio::time::timeout(Duration::from_secs(20), async {
+                while let Some(line) = lines.next_line().await.expect("read provider stdout") {
+                    if let Some(issuer) = line.strip_prefix("READY ") {
+                        return issuer.trim().to_string();
+                    }
+                }
+                panic!("the OIDC provider exited before it was ready (its stderr is above)");
+            })
+            .await;
+            match ready {
+                Ok(issuer) => {
+                    // Nothing else is printed on stdout; keep draining it all the same.
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    break (issuer, child, stdin);
+                }
+                Err(_) if attempt < 3 => {
+                    eprintln!(
+                        "the OIDC provider did not print READY within 20 s; starting another"
+                    );
+                    let _ = child.kill().await;
+                }
+                Err(_) => panic!("the OIDC provider did not print READY within 20 s, three times"),
+            }
+        };
         Self {
             issuer,
             _child: child,
