@@ -229,16 +229,24 @@ pub fn check_terms(
             min.into(),
         ));
     }
-    if let Some(max) = rules.max_duration_minutes
-        && (input.end_time - input.start_time) > Duration::minutes(i64::from(max))
-    {
-        return Err(BookingError::rule(
+    check_max_duration(rules, input.start_time, input.end_time)
+}
+
+/// The `max_duration` rule over `[start, end)`; an extension checks the
+/// whole rental, from the first booking of its chain to the new end.
+fn check_max_duration(
+    rules: &rentify_listings::model::BookingRules,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> BookingResult<()> {
+    match rules.max_duration_minutes {
+        Some(max) if (end - start) > Duration::minutes(i64::from(max)) => Err(BookingError::rule(
             Rule::MaxDuration,
             format!("bookings may last at most {max} minutes"),
             max.into(),
-        ));
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Prices the booking with the listing's rates ([`pricing::price`]).
@@ -818,6 +826,20 @@ pub async fn extend(
     if terms.status != ListingStatus::Active {
         return Err(BookingError::ListingUnavailable(terms.status.as_str()));
     }
+    // The rental as a whole (earlier extensions included) keeps to the
+    // listing's longest duration.
+    let first_start: DateTime<Utc> = sqlx::query_scalar(
+        "WITH RECURSIVE chain AS (
+             SELECT id, parent_id, start_time FROM bookings WHERE id = $1
+             UNION ALL
+             SELECT b.id, b.parent_id, b.start_time FROM bookings b JOIN chain c ON b.id = c.parent_id
+         )
+         SELECT min(start_time) FROM chain",
+    )
+    .bind(parent.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    check_max_duration(&terms.rules, first_start, input.end_time)?;
     let rates = Pricing {
         deposit: 0,
         ..terms

@@ -201,3 +201,44 @@ async fn bookings_extensions_create_a_child_booking_on_the_same_unit() {
     assert_eq!((status, error_code(&error)), (409, "invalid_transition"));
     assert_eq!(error["error"]["details"][0]["current_status"], "cancelled");
 }
+
+#[tokio::test]
+async fn bookings_extensions_keep_the_whole_rental_within_the_longest_duration() {
+    let app = TestApp::spawn().await;
+    let p = parties(&app).await;
+    let listing = app
+        .active_listing(
+            &p.owner,
+            json!({"booking_rules": {"max_duration_minutes": 240}}),
+        )
+        .await;
+    let parent = booked(&app, &p.renter, &body(&listing, day(6, 10), day(6, 12))).await;
+    let extend = |target: &serde_json::Value, end: chrono::DateTime<chrono::Utc>, key: &str| {
+        let path = format!("/v1/bookings/{}/extend", target["id"].as_str().unwrap());
+        let request = app
+            .client
+            .post(app.url(&path))
+            .bearer_auth(&p.renter)
+            .header("Idempotency-Key", key)
+            .json(&json!({"end_time": end.to_rfc3339()}));
+        async move { crate::support::parts(request.send().await.unwrap()).await }
+    };
+    // 10:00 → 13:00 is 3 hours in all: fine.
+    let (status, _, child) = extend(&parent, day(6, 13), "x1").await;
+    assert_eq!(status, 201, "{child}");
+    // Extending the extension to 15:00 makes 5 hours from the first start.
+    let (status, _, error) = extend(&child, day(6, 15), "x2").await;
+    assert_eq!(
+        (status, error_code(&error)),
+        (400, "booking_rule_violated"),
+        "{error}"
+    );
+    assert_eq!(
+        error["error"]["details"][0]["rule"], "max_duration",
+        "{error}"
+    );
+    // Up to 14:00 (4 hours in all) is allowed.
+    let (status, _, grandchild) = extend(&child, day(6, 14), "x3").await;
+    assert_eq!(status, 201, "{grandchild}");
+    assert_eq!(grandchild["parent_id"], child["id"]);
+}
