@@ -114,7 +114,7 @@ BEGIN
         RETURN;
     END IF;
 
-    v_booking := p_booking::jsonb || jsonb_build_object('unit', v_unit);
+    v_booking := p_booking::jsonb || jsonb_build_object('unit', v_unit, 'idempotency_key', p_key);
     v_event := p_event::jsonb;
     INSERT INTO bookings
     SELECT * FROM jsonb_populate_record(NULL::bookings, v_booking);

@@ -53,8 +53,11 @@ pub struct DeliveryAddress {
     pub instructions: Option<String>,
 }
 
-/// Every column of `bookings` the module reads, in [`COLUMNS`] order.
-#[derive(Clone, Debug, sqlx::FromRow)]
+/// Every column of `bookings` the module reads, in [`COLUMNS`] order. Its
+/// JSON is the row as `jsonb_populate_record(NULL::bookings, ..)` reads it
+/// (the placement; `idempotency_key`, the one column not here, is added by
+/// `place_booking`).
+#[derive(Clone, Debug, sqlx::FromRow, Serialize)]
 pub struct BookingRow {
     pub id: Uuid,
     pub listing_id: Uuid,

@@ -51,46 +51,6 @@ pub struct KeyClaim<'a> {
     pub ttl_hours: u32,
 }
 
-/// The row of `bookings` as JSON for `jsonb_populate_record(NULL::bookings,
-/// ..)`: every column, named as in the table (the unit is set by the
-/// function once it is claimed).
-pub fn row_json(row: &BookingRow, idempotency_key: Option<&str>) -> Value {
-    json!({
-        "id": row.id,
-        "listing_id": row.listing_id,
-        "renter_id": row.renter_id,
-        "owner_id": row.owner_id,
-        "parent_id": row.parent_id,
-        "unit": row.unit,
-        "status": row.status,
-        "status_reason": row.status_reason,
-        "start_time": row.start_time,
-        "end_time": row.end_time,
-        "time_zone": row.time_zone,
-        "delivery_method": row.delivery_method,
-        "delivery_address": row.delivery_address,
-        "protection_plan": row.protection_plan,
-        "service_package": row.service_package,
-        "cancellation_policy": row.cancellation_policy,
-        "currency": row.currency,
-        "pricing_snapshot": row.pricing_snapshot,
-        "subtotal": row.subtotal,
-        "fees": row.fees,
-        "deposit": row.deposit,
-        "total": row.total,
-        "idempotency_key": idempotency_key,
-        "approval_expires_at": row.approval_expires_at,
-        "approved_at": row.approved_at,
-        "cancelled_by": row.cancelled_by,
-        "refund": row.refund,
-        "dispute": row.dispute,
-        "resolution": row.resolution,
-        "version": row.version,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    })
-}
-
 /// Calls `place_booking` for `row` (whose `unit` is a placeholder).
 #[allow(clippy::too_many_arguments)]
 pub async fn place(
@@ -100,7 +60,7 @@ pub async fn place(
     row: &BookingRow,
     event_type: &str,
     event_id: Uuid,
-    response: &Value,
+    response: &str,
 ) -> anyhow::Result<Placed> {
     let span_end: DateTime<Utc> = inventory::span_end(terms, row.end_time);
     let event = json!({
@@ -129,9 +89,9 @@ pub async fn place(
         .bind(row.id)
         .bind(row.approval_expires_at)
         // Text, not jsonb: PostgreSQL parses them only for a placed booking.
-        .bind(row_json(row, key.key).to_string())
+        .bind(serde_json::to_string(row)?)
         .bind(event.to_string())
-        .bind(response.to_string())
+        .bind(response)
         .fetch_one(conn)
         .await?;
     Ok(match outcome.as_str() {

@@ -386,7 +386,7 @@ async fn insert_booking(
         INSERT INTO booking_transitions (booking_id, from_status, to_status, event, actor_id)
         SELECT id, NULL, status, $2, renter_id FROM b",
     )
-    .bind(placement::row_json(&row, None))
+    .bind(serde_json::to_value(&row).map_err(anyhow::Error::from)?)
     .bind(event)
     .execute(&mut *conn)
     .await?;
@@ -483,7 +483,7 @@ pub async fn create(
         })?;
         let event = first_event(&row);
         let response =
-            serde_json::to_value(row.view(caller.user_id, None)).map_err(anyhow::Error::from)?;
+            serde_json::to_string(&row.view(caller.user_id, None)).map_err(anyhow::Error::from)?;
         match placement::place(&mut conn, &claim, terms, &row, event, new_id(), &response).await? {
             Placed::Created { unit, .. } => {
                 let booking = BookingRow { unit, ..row };

@@ -26,6 +26,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
+use crate::{listing::service::owned_for_update, model::ListingStatus};
+
 use super::{
     ACCEPTED_TYPES, COMPLETE_GRACE_SECS, ListingMedia, MAX_MEDIA_PER_LISTING, Media, MediaItem,
     MediaList, MediaType, MediaUpload, SNIFF_BYTES, codes, media_type, signing::UploadGrant,
@@ -125,32 +127,27 @@ impl MediaRow {
     }
 }
 
-/// Locks the listing for a media change by its owner: 404 for anyone else
-/// (and unknown ids), 409 when archived. Returns the listing's status.
+/// Locks the listing for a media change by its owner (the listings
+/// module's own [`owned_for_update`]): 404 for anyone else and unknown ids.
+/// Returns the listing's status.
 async fn lock_owned_listing(
     conn: &mut PgConnection,
     caller: &Caller,
     listing_id: Uuid,
-) -> ApiResult<String> {
+) -> ApiResult<ListingStatus> {
     caller.require_scope(WRITE_SCOPE)?;
-    let row: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT owner_id, status FROM listings WHERE id = $1 FOR UPDATE")
-            .bind(listing_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match row {
-        Some((owner, status)) if owner == caller.user_id => Ok(status),
-        _ => Err(ApiError::not_found()),
-    }
+    Ok(owned_for_update(conn, listing_id, caller.user_id)
+        .await?
+        .status)
 }
 
-fn refuse_if_archived(status: &str) -> ApiResult<()> {
-    if status == "archived" {
+fn refuse_if_archived(status: ListingStatus) -> ApiResult<()> {
+    if status == ListingStatus::Archived {
         return Err(ApiError::conflict(
             codes::INVALID_TRANSITION,
             "the media of an archived listing cannot change",
         )
-        .with_detail(json!({"status": status})));
+        .with_detail(json!({"status": status.as_str()})));
     }
     Ok(())
 }
@@ -244,7 +241,7 @@ pub async fn create_media_upload(
 
     let status = lock_owned_listing(&mut tx, &caller, listing_id).await?;
     validate_upload(&input, media.max_upload_bytes)?;
-    refuse_if_archived(&status)?;
+    refuse_if_archived(status)?;
     let in_use: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM listing_media WHERE listing_id = $1
            AND (status = 'attached' OR (status = 'pending' AND upload_expires_at > now()))",
@@ -438,7 +435,7 @@ pub async fn complete_media_upload(
     if row.status == "attached" {
         return Ok(axum::Json(row.view(media)));
     }
-    refuse_if_archived(&status)?;
+    refuse_if_archived(status)?;
     if Utc::now() > row.upload_expires_at + chrono::Duration::seconds(COMPLETE_GRACE_SECS) {
         return Err(ApiError::conflict(
             codes::UPLOAD_EXPIRED,

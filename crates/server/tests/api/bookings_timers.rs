@@ -12,6 +12,24 @@ use crate::{
     support::{TestApp, error_code, parts},
 };
 
+/// `POST /v1/bookings/{id}/extend` to `end` with `key` as `Idempotency-Key`.
+async fn extend(
+    app: &TestApp,
+    token: &str,
+    target: &serde_json::Value,
+    end: chrono::DateTime<chrono::Utc>,
+    key: &str,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let path = format!("/v1/bookings/{}/extend", target["id"].as_str().unwrap());
+    let request = app
+        .client
+        .post(app.url(&path))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"end_time": end.to_rfc3339()}));
+    parts(request.send().await.unwrap()).await
+}
+
 async fn status_of(app: &TestApp, id: &str) -> (String, Option<String>) {
     sqlx::query_as("SELECT status, status_reason FROM bookings WHERE id = $1::uuid")
         .bind(id)
@@ -154,24 +172,13 @@ async fn bookings_extensions_create_a_child_booking_on_the_same_unit() {
         .await;
     let parent = booked(&app, &p.renter, &body(&listing, day(5, 10), day(5, 12))).await;
     booked(&app, &other, &body(&listing, day(5, 14), day(5, 16))).await;
-    let extend =
-        |target: &serde_json::Value, end: chrono::DateTime<chrono::Utc>, token: &str, key: &str| {
-            let path = format!("/v1/bookings/{}/extend", target["id"].as_str().unwrap());
-            let request = app
-                .client
-                .post(app.url(&path))
-                .bearer_auth(token)
-                .header("Idempotency-Key", key)
-                .json(&json!({"end_time": end.to_rfc3339()}));
-            async move { crate::support::parts(request.send().await.unwrap()).await }
-        };
     // Only the renter extends; the end must move forward.
-    let (status, _, _) = extend(&parent, day(5, 13), &p.owner, "e0").await;
+    let (status, _, _) = extend(&app, &p.owner, &parent, day(5, 13), "e0").await;
     assert_eq!(status, 403);
-    let (status, _, error) = extend(&parent, day(5, 11), &p.renter, "e1").await;
+    let (status, _, error) = extend(&app, &p.renter, &parent, day(5, 11), "e1").await;
     assert_eq!((status, error_code(&error)), (400, "validation_failed"));
 
-    let (status, _, child) = extend(&parent, day(5, 13), &p.renter, "e2").await;
+    let (status, _, child) = extend(&app, &p.renter, &parent, day(5, 13), "e2").await;
     assert_eq!(status, 201, "{child}");
     assert_eq!(child["parent_id"], parent["id"]);
     assert_eq!(child["unit"], parent["unit"]);
@@ -184,7 +191,7 @@ async fn bookings_extensions_create_a_child_booking_on_the_same_unit() {
     assert_eq!(events.last().unwrap().1["child_booking_id"], child["id"]);
 
     // 13:00 + 30 min buffer .. 16:00 overlaps the other renter's booking.
-    let (status, _, error) = extend(&child, day(5, 15), &p.renter, "e3").await;
+    let (status, _, error) = extend(&app, &p.renter, &child, day(5, 15), "e3").await;
     assert_eq!((status, error_code(&error)), (409, "booking_conflict"));
     // The failed extension left nothing behind.
     assert_eq!(count(&app, "SELECT count(*) FROM bookings").await, 3);
@@ -192,9 +199,10 @@ async fn bookings_extensions_create_a_child_booking_on_the_same_unit() {
     let (status, _) = act(&app, &p.renter, &child, "cancel", None).await;
     assert_eq!(status, 200);
     let (status, _, error) = extend(
+        &app,
+        &p.renter,
         &child,
         day(5, 13) + chrono::Duration::minutes(20),
-        &p.renter,
         "e4",
     )
     .await;
@@ -213,21 +221,11 @@ async fn bookings_extensions_keep_the_whole_rental_within_the_longest_duration()
         )
         .await;
     let parent = booked(&app, &p.renter, &body(&listing, day(6, 10), day(6, 12))).await;
-    let extend = |target: &serde_json::Value, end: chrono::DateTime<chrono::Utc>, key: &str| {
-        let path = format!("/v1/bookings/{}/extend", target["id"].as_str().unwrap());
-        let request = app
-            .client
-            .post(app.url(&path))
-            .bearer_auth(&p.renter)
-            .header("Idempotency-Key", key)
-            .json(&json!({"end_time": end.to_rfc3339()}));
-        async move { crate::support::parts(request.send().await.unwrap()).await }
-    };
     // 10:00 → 13:00 is 3 hours in all: fine.
-    let (status, _, child) = extend(&parent, day(6, 13), "x1").await;
+    let (status, _, child) = extend(&app, &p.renter, &parent, day(6, 13), "x1").await;
     assert_eq!(status, 201, "{child}");
     // Extending the extension to 15:00 makes 5 hours from the first start.
-    let (status, _, error) = extend(&child, day(6, 15), "x2").await;
+    let (status, _, error) = extend(&app, &p.renter, &child, day(6, 15), "x2").await;
     assert_eq!(
         (status, error_code(&error)),
         (400, "booking_rule_violated"),
@@ -238,7 +236,7 @@ async fn bookings_extensions_keep_the_whole_rental_within_the_longest_duration()
         "{error}"
     );
     // Up to 14:00 (4 hours in all) is allowed.
-    let (status, _, grandchild) = extend(&child, day(6, 14), "x3").await;
+    let (status, _, grandchild) = extend(&app, &p.renter, &child, day(6, 14), "x3").await;
     assert_eq!(status, 201, "{grandchild}");
     assert_eq!(grandchild["parent_id"], child["id"]);
 }
