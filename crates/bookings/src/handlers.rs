@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<PlatformState> {
         .routes(routes!(create_booking))
         .routes(routes!(quote_booking))
         .routes(routes!(get_booking))
+        .routes(routes!(booking_transactions))
         .routes(routes!(approve_booking))
         .routes(routes!(decline_booking))
         .routes(routes!(cancel_booking))
@@ -120,7 +121,12 @@ pub async fn create_booking(
     let key = IdempotencyKey(Some(key.required()?));
     let idem = idem(&caller, key, "/v1/bookings", &input)?;
     let reply = service::create(&bookings, &caller, idem, input).await?;
-    render(&identity, reply, caller.user_id, StatusCode::CREATED).await
+    // Still waiting for the card's authorization: accepted, not created.
+    let status = match &reply {
+        Reply::Fresh(row) if row.status == Status::PendingPayment.as_str() => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
+    };
+    render(&identity, reply, caller.user_id, status).await
 }
 
 /// A priced dry run of `POST /v1/bookings`.
@@ -183,6 +189,42 @@ pub async fn get_booking(
     let row = service::get(&bookings, &caller, id).await?;
     let contact = contact_for(&identity, &row, caller.user_id).await?;
     Ok(axum::Json(row.view(caller.user_id, contact)))
+}
+
+/// A booking's transactions (its ledger transfers, in the seed's terms).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionList {
+    #[schema(example = "list")]
+    pub object: &'static str,
+    pub data: Vec<rentify_payments::escrow::Transaction>,
+}
+
+/// The money of a booking, oldest first: the authorization hold (`charge`,
+/// `deposit_hold`, `pending` until captured), refunds, the deposit's
+/// release and the settlement to the owner (`payout`).
+#[utoipa::path(
+    get, path = "/v1/bookings/{id}/transactions", tag = "bookings",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The booking's transactions", body = TransactionList),
+        (status = 401, description = "`unauthenticated`", body = ErrorEnvelope),
+        (status = 404, description = "No such booking, or not yours", body = ErrorEnvelope),
+    )
+)]
+pub async fn booking_transactions(
+    Extension(bookings): Extension<Bookings>,
+    caller: UserCaller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<TransactionList>> {
+    service::get(&bookings, &caller, id).await?;
+    let data = rentify_payments::escrow::transactions(&mut *bookings.db().acquire().await?, id)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(axum::Json(TransactionList {
+        object: "list",
+        data,
+    }))
 }
 
 /// Runs a transition for a handler.

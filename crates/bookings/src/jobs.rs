@@ -1,3 +1,7 @@
+//! The booking timers. The same job also enforces the payment deadline:
+//! a booking still `pending_payment` at `payment_expires_at` is cancelled
+//! (`payment_timeout`, see `crate::payment`).
+//!
 //! The approval timer: a request the owner does not answer within
 //! `BOOKING_APPROVAL_WINDOW_SECS` is declined (`approval_timeout`) and its
 //! unit released. The deadline is durable state (`approval_expires_at`),
@@ -16,6 +20,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use rentify_payments::PaymentJobs;
 use rentify_platform::jobs::{Job, To, Workers};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -35,8 +40,8 @@ pub struct ExpireRequests {}
 /// the worker (to run them).
 #[derive(Clone)]
 pub struct BookingJobs {
-    pub approval_timeout: Arc<Job<ApprovalTimeout, ()>>,
-    pub expire_requests: Arc<Job<ExpireRequests, ()>>,
+    pub approval_timeout: Arc<Job<ApprovalTimeout, PaymentJobs>>,
+    pub expire_requests: Arc<Job<ExpireRequests, PaymentJobs>>,
 }
 
 fn retryable(error: impl std::fmt::Display) -> underway::task::Error {
@@ -44,13 +49,17 @@ fn retryable(error: impl std::fmt::Display) -> underway::task::Error {
 }
 
 impl BookingJobs {
-    pub async fn build(pool: PgPool) -> anyhow::Result<Self> {
+    /// `money`: the payments jobs, to release the money of what expires.
+    pub async fn build(pool: PgPool, money: PaymentJobs) -> anyhow::Result<Self> {
         let approval_timeout = Job::builder()
+            .state(money.clone())
             // Step 1: wait until the deadline (the task is normally enqueued
             // delayed to it already; this only guards against an early run).
             .step(|mut cx, input: ApprovalTimeout| async move {
                 let deadline: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
-                    "SELECT approval_expires_at FROM bookings WHERE id = $1 AND status = 'requested'",
+                    "SELECT CASE status WHEN 'requested' THEN approval_expires_at
+                                        ELSE payment_expires_at END
+                       FROM bookings WHERE id = $1 AND status IN ('requested', 'pending_payment')",
                 )
                 .bind(input.booking_id)
                 .fetch_optional(&mut *cx.tx)
@@ -68,9 +77,10 @@ impl BookingJobs {
             })
             // Step 2: decline it if still unanswered.
             .step(|mut cx, input: ApprovalTimeout| async move {
-                let expired = crate::service::expire_booking(&mut cx.tx, input.booking_id)
-                    .await
-                    .map_err(retryable)?;
+                let expired =
+                    crate::service::expire_booking(&mut cx.tx, &cx.state, input.booking_id)
+                        .await
+                        .map_err(retryable)?;
                 cx.tx.commit().await?;
                 if expired {
                     tracing::info!(booking.id = %input.booking_id, "booking request expired");
@@ -82,8 +92,9 @@ impl BookingJobs {
             .build()
             .await?;
         let expire_requests = Job::builder()
+            .state(money)
             .step(|mut cx, _: ExpireRequests| async move {
-                let expired = crate::service::expire_overdue(&mut cx.tx)
+                let expired = crate::service::expire_overdue(&mut cx.tx, &cx.state)
                     .await
                     .map_err(retryable)?;
                 cx.tx.commit().await?;

@@ -7,7 +7,9 @@
 //! - [`state`]: the state machine, a pure transition table.
 //! - [`service`]: create, quote, transitions, extensions and expiry, one
 //!   transaction each; [`handlers`]: the HTTP endpoints over it.
-//! - [`jobs`]: the approval timer.
+//! - [`payment`]: the payment saga (`pending_payment` until the card is
+//!   authorized; the money of each transition follows as a payments task).
+//! - [`jobs`]: the approval and payment timers.
 //!
 //! Double booking is impossible by construction: a booking holds its unit
 //! through a `booked` availability window written in the same transaction
@@ -18,6 +20,7 @@ pub mod error;
 pub mod handlers;
 pub mod jobs;
 pub mod model;
+pub mod payment;
 pub mod placement;
 pub mod pricing;
 pub mod refund;
@@ -42,9 +45,10 @@ pub struct Bookings {
     inner: std::sync::Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     state: PlatformState,
     jobs: BookingJobs,
+    payments: rentify_payments::Payments,
     /// Listing terms by listing id. Safe to serve stale: a placement made
     /// with terms of an older listing version is refused (`stale`), and the
     /// caller reloads them.
@@ -56,15 +60,28 @@ struct Inner {
 const TERMS_CACHE_MAX: usize = 10_000;
 
 impl Bookings {
-    pub async fn init(state: &PlatformState) -> anyhow::Result<Self> {
-        let jobs = BookingJobs::build(state.db.clone()).await?;
-        Ok(Self {
+    /// Builds the module on `payments` and registers its side of the
+    /// booking payment saga there.
+    pub async fn init(
+        state: &PlatformState,
+        payments: rentify_payments::Payments,
+    ) -> anyhow::Result<Self> {
+        let jobs = BookingJobs::build(state.db.clone(), payments.jobs().clone()).await?;
+        let bookings = Self {
             inner: std::sync::Arc::new(Inner {
                 state: state.clone(),
                 jobs,
+                payments,
                 terms: Default::default(),
             }),
-        })
+        };
+        bookings.payments().set_booking_saga(bookings.saga());
+        Ok(bookings)
+    }
+
+    /// The payments module (the booking's money).
+    pub fn payments(&self) -> &rentify_payments::Payments {
+        &self.inner.payments
     }
 
     pub fn platform(&self) -> &PlatformState {

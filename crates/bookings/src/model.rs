@@ -83,6 +83,8 @@ pub struct BookingRow {
     pub total: i64,
     pub approval_expires_at: Option<DateTime<Utc>>,
     pub approved_at: Option<DateTime<Utc>>,
+    pub payment_method_id: Option<Uuid>,
+    pub payment_expires_at: Option<DateTime<Utc>>,
     pub cancelled_by: Option<Uuid>,
     pub refund: Option<serde_json::Value>,
     pub dispute: Option<serde_json::Value>,
@@ -97,7 +99,8 @@ pub const COLUMNS: &str =
     "id, listing_id, renter_id, owner_id, parent_id, unit, status, status_reason,
     start_time, end_time, time_zone, delivery_method, delivery_address, protection_plan,
     service_package, cancellation_policy, currency::text AS currency, pricing_snapshot, subtotal,
-    fees, deposit, total, approval_expires_at, approved_at, cancelled_by, refund, dispute,
+    fees, deposit, total, approval_expires_at, approved_at, payment_method_id, payment_expires_at,
+    cancelled_by, refund, dispute,
     resolution, version, created_at, updated_at";
 
 impl BookingRow {
@@ -157,6 +160,8 @@ impl BookingRow {
             resolution: self.resolution.as_ref().map(json),
             approval_expires_at: self.approval_expires_at,
             approved_at: self.approved_at,
+            payment_method_id: self.payment_method_id,
+            payment_expires_at: self.payment_expires_at,
             counterparty: self.counterparty_of(viewer).map(|id| Counterparty {
                 id,
                 contact: if self.reveals_contact() {
@@ -225,6 +230,12 @@ pub struct Booking {
     /// Until then a request holds its slot; then it is declined.
     pub approval_expires_at: Option<DateTime<Utc>>,
     pub approved_at: Option<DateTime<Utc>>,
+    /// The card charged (`null` for a booking with nothing to pay).
+    pub payment_method_id: Option<Uuid>,
+    /// While `pending_payment`: until then the booking holds its unit
+    /// waiting for the authorization; then it is cancelled
+    /// (`payment_timeout`).
+    pub payment_expires_at: Option<DateTime<Utc>>,
     /// The other party, for the renter or the owner (`null` for others).
     pub counterparty: Option<Counterparty>,
     /// Bumped by every transition.

@@ -40,6 +40,18 @@ pub enum Placed {
     /// A conflict in which some overlapping request is overdue: decline
     /// those and retry.
     ConflictExpired,
+    /// Something to pay and no card given nor a default one (402).
+    PaymentMethodRequired,
+    /// The given card is not the renter's (or was removed).
+    PaymentMethodUnknown,
+}
+
+/// The payment part of a placement: the renter, their chosen card (`None`:
+/// the default one) and the id of the payment intent to open.
+pub struct Payment {
+    pub renter: Uuid,
+    pub method: Option<Uuid>,
+    pub intent: Uuid,
 }
 
 /// The Idempotency-Key part of a placement.
@@ -61,6 +73,7 @@ pub async fn place(
     event_type: &str,
     event_id: Uuid,
     response: &str,
+    payment: Option<&Payment>,
 ) -> anyhow::Result<Placed> {
     let span_end: DateTime<Utc> = inventory::span_end(terms, row.end_time);
     let event = json!({
@@ -72,7 +85,7 @@ pub async fn place(
         sqlx::query_as(
             "SELECT outcome, unit, response_status, response_body FROM place_booking(
                 $1, $2, $3, 'POST', $4, $5, $6, $7, $8, $9, $10, tstzrange($9, $11), $12, $13,
-                $14, $15, $16, $17)",
+                $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(key.principal)
         .bind(key.key)
@@ -87,11 +100,16 @@ pub async fn place(
         .bind(span_end)
         .bind(Uuid::now_v7())
         .bind(row.id)
-        .bind(row.approval_expires_at)
+        // The unit is held until the approval deadline of a request, or
+        // the payment deadline of a booking awaiting its authorization.
+        .bind(row.approval_expires_at.or(row.payment_expires_at))
         // Text, not jsonb: PostgreSQL parses them only for a placed booking.
         .bind(serde_json::to_string(row)?)
         .bind(event.to_string())
         .bind(response)
+        .bind(row.renter_id)
+        .bind(payment.and_then(|p| p.method))
+        .bind(payment.map(|p| p.intent))
         .fetch_one(conn)
         .await?;
     Ok(match outcome.as_str() {
@@ -114,6 +132,8 @@ pub async fn place(
         "outside_availability" => Placed::OutsideAvailability,
         "conflict" => Placed::Conflict,
         "conflict_expired" => Placed::ConflictExpired,
+        "payment_method_required" => Placed::PaymentMethodRequired,
+        "payment_method_unknown" => Placed::PaymentMethodUnknown,
         other => anyhow::bail!("place_booking answered an unknown outcome `{other}`"),
     })
 }

@@ -14,6 +14,7 @@ use rentify_listings::{
     model::{CancellationPolicy, ListingStatus, ListingType, Pricing},
     terms::{self, BookingTerms},
 };
+use rentify_payments::{PaymentError, PaymentJobs, escrow, intents, jobs::MoneyTask};
 use rentify_platform::{
     ApiError,
     auth::Principal,
@@ -33,7 +34,8 @@ use crate::{
     error::{BookingError, BookingResult, Rule},
     jobs::ApprovalTimeout,
     model::{BookingRow, COLUMNS, DeliveryAddress, DeliveryMethod},
-    placement::{self, KeyClaim, Placed},
+    payment,
+    placement::{self, KeyClaim, Payment, Placed},
     pricing::{self, Fees, PriceRequest, ProtectionPlan, Quote},
     refund::{self, Canceller, Paid},
     state::{self, Action, Party, Status},
@@ -57,6 +59,10 @@ pub struct NewBooking {
     /// The name of one of the listing's packages (services only).
     #[serde(default)]
     pub service_package: Option<String>,
+    /// The card to charge; default: the renter's default card. Ignored by
+    /// the quote.
+    #[serde(default)]
+    pub payment_method_id: Option<Uuid>,
 }
 
 /// The idempotency context of a state-changing request.
@@ -316,12 +322,18 @@ struct NewRow<'a> {
     quote: &'a Quote,
     approval_window: Duration,
     now: DateTime<Utc>,
+    /// Set when there is something to pay: the booking waits in
+    /// `pending_payment` for its authorization until then.
+    payment_expires_at: Option<DateTime<Utc>>,
 }
 
-/// The row of a new booking: `approved` at once for instant book, else a
-/// `requested` one that holds its slot for the approval window.
+/// The row of a new booking: `pending_payment` while its card is
+/// authorized; with nothing to pay, `approved` at once for instant book,
+/// else a `requested` one that holds its slot for the approval window.
 fn new_row(r: NewRow<'_>) -> BookingResult<BookingRow> {
-    let (status, approval_expires_at, approved_at) = if r.terms.instant_book {
+    let (status, approval_expires_at, approved_at) = if r.payment_expires_at.is_some() {
+        (Status::PendingPayment, None, None)
+    } else if r.terms.instant_book {
         (Status::Approved, None, Some(r.now))
     } else {
         (Status::Requested, Some(r.now + r.approval_window), None)
@@ -351,6 +363,8 @@ fn new_row(r: NewRow<'_>) -> BookingResult<BookingRow> {
         total: r.quote.total,
         approval_expires_at,
         approved_at,
+        payment_method_id: None,
+        payment_expires_at: r.payment_expires_at,
         cancelled_by: None,
         refund: None,
         dispute: None,
@@ -363,7 +377,9 @@ fn new_row(r: NewRow<'_>) -> BookingResult<BookingRow> {
 
 /// The event a new booking starts with.
 fn first_event(row: &BookingRow) -> &'static str {
-    if row.approved_at.is_some() {
+    if row.payment_expires_at.is_some() {
+        "booking.pending_payment"
+    } else if row.approved_at.is_some() {
         Action::Approve.event()
     } else {
         "booking.requested"
@@ -391,23 +407,16 @@ async fn insert_booking(
     .execute(&mut *conn)
     .await?;
     record_event(conn, &row, event, None, Some(row.renter_id), None, false).await?;
-    if let Some(deadline) = row.approval_expires_at {
-        let delay = (deadline - Utc::now()).num_milliseconds().max(0);
-        b.jobs()
-            .approval_timeout
-            .enqueue_after_using(
-                &mut *conn,
-                &ApprovalTimeout { booking_id: row.id },
-                jiff::Span::new().milliseconds(delay),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("enqueue the approval timer: {e}"))?;
+    if let Some(deadline) = row.approval_expires_at.or(row.payment_expires_at) {
+        enqueue_approval_timer(b, conn, row.id, deadline).await?;
     }
     Ok(row)
 }
 
 /// `POST /v1/bookings`: validate and price in Rust against the listing's
-/// (cached) terms, then place the booking in one round trip (ADR 0008).
+/// (cached) terms, then place the booking in one round trip (ADR 0008);
+/// a booking with something to pay is placed `pending_payment` and its card
+/// authorized right after (the payment saga, `crate::payment`).
 pub async fn create(
     b: &Bookings,
     caller: &Principal,
@@ -465,6 +474,14 @@ pub async fn create(
                 };
             }
         };
+        let pays = quote.total > 0;
+        if pays && let Err(error) = b.payments().ensure_gateway_available() {
+            // Nothing is held or charged while the gateway is down.
+            return match stored_reply(&mut conn, &claim).await? {
+                Some(reply) => Ok(reply),
+                None => Err(BookingError::Api(error.into())),
+            };
+        }
         let row = new_row(NewRow {
             id,
             terms,
@@ -480,19 +497,43 @@ pub async fn create(
             quote: &quote,
             approval_window: b.approval_window(),
             now,
+            payment_expires_at: pays.then(|| payment::payment_deadline(b.payments(), now)),
         })?;
         let event = first_event(&row);
         let response =
             serde_json::to_string(&row.view(caller.user_id, None)).map_err(anyhow::Error::from)?;
-        match placement::place(&mut conn, &claim, terms, &row, event, new_id(), &response).await? {
+        let payment = pays.then(|| Payment {
+            renter: caller.user_id,
+            method: input.payment_method_id,
+            intent: new_id(),
+        });
+        match placement::place(
+            &mut conn,
+            &claim,
+            terms,
+            &row,
+            event,
+            new_id(),
+            &response,
+            payment.as_ref(),
+        )
+        .await?
+        {
             Placed::Created { unit, .. } => {
                 let booking = BookingRow { unit, ..row };
-                if let Some(deadline) = booking.approval_expires_at {
+                if let Some(deadline) = booking.approval_expires_at.or(booking.payment_expires_at) {
                     // After the commit: the sweeper declines the request even
                     // if this process dies before the timer is enqueued.
                     arm_approval_timer(b, &mut conn, booking.id, deadline).await;
                 }
-                return Ok(Reply::Fresh(Box::new(booking)));
+                drop(conn);
+                return match payment {
+                    Some(payment) => {
+                        authorize_payment(b, claim.principal, claim.key, booking, payment.intent)
+                            .await
+                    }
+                    None => Ok(Reply::Fresh(Box::new(booking))),
+                };
             }
             Placed::Replay { status, body } => {
                 return Ok(Reply::Replay(idempotency::replay(status, body)));
@@ -500,6 +541,17 @@ pub async fn create(
             Placed::KeyReused => return Err(idempotency::key_reused().into()),
             Placed::KeyInProgress => return Err(idempotency::key_in_progress().into()),
             Placed::NotFound => return Err(BookingError::NotFound),
+            Placed::PaymentMethodRequired => {
+                return Err(BookingError::Api(PaymentError::MethodRequired.into()));
+            }
+            Placed::PaymentMethodUnknown => {
+                return Err(ApiError::invalid_field(
+                    "payment_method_id",
+                    "unknown",
+                    "no such payment method of yours",
+                )
+                .into());
+            }
             Placed::Stale | Placed::Unavailable(_) if !fresh_terms => fresh_terms = true,
             Placed::Stale => return Err(BookingError::Conflict),
             Placed::Unavailable(status) => {
@@ -510,12 +562,72 @@ pub async fn create(
             Placed::ConflictExpired if !expired_once => {
                 expired_once = true;
                 let mut tx = b.db().begin().await?;
-                expire_overlapping(&mut tx, terms, input.start_time, input.end_time).await?;
+                expire_overlapping(b, &mut tx, terms, input.start_time, input.end_time).await?;
                 tx.commit().await?;
             }
             Placed::Conflict | Placed::ConflictExpired => return Err(BookingError::Conflict),
         }
     }
+}
+
+/// Authorizes a placed booking's card and applies the answer (the saga's
+/// first path), then brings the key's stored answer up to date: `201` with
+/// the booking `requested`/`approved`, `402 payment_declined` with it
+/// `cancelled`, or `202` with it still `pending_payment` when the gateway
+/// did not answer in time (a webhook or the payment timer decides).
+async fn authorize_payment(
+    b: &Bookings,
+    principal: &str,
+    key: Option<&str>,
+    booking: BookingRow,
+    intent_id: Uuid,
+) -> BookingResult<Reply> {
+    let description = format!("Rentify booking {}", booking.id);
+    let answer = intents::request_authorization(b.payments(), intent_id, false, &description)
+        .await
+        .map_err(|e| BookingError::Api(e.into()))?;
+    let outcome = match &answer {
+        Ok(_) => Some(Ok(())),
+        Err(PaymentError::Declined { code, message }) => Some(Err((code.clone(), message.clone()))),
+        Err(PaymentError::Refused(message)) => {
+            Some(Err(("payment_refused".to_owned(), message.clone())))
+        }
+        Err(_) => None,
+    };
+    let provider = answer.as_ref().ok().map(|s| s.provider_intent_id.as_str());
+    let (status, body, reply) = match outcome {
+        None => {
+            let view = booking.view(booking.renter_id, None);
+            let body = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
+            (202, body, Ok(Reply::Fresh(Box::new(booking))))
+        }
+        Some(outcome) => match payment::decide(b, intent_id, outcome, provider).await? {
+            payment::Decided::Booking(row) => {
+                let body = serde_json::to_value(row.view(row.renter_id, None))
+                    .map_err(anyhow::Error::from)?;
+                (201, body, Ok(Reply::Fresh(row)))
+            }
+            payment::Decided::Declined(code, message, row) => {
+                let error = ApiError::from(PaymentError::Declined { code, message })
+                    .with_detail(serde_json::json!({"booking_id": row.id}));
+                let body = error.envelope_json();
+                (402, body, Err(BookingError::Api(error)))
+            }
+        },
+    };
+    if let Some(key) = key {
+        sqlx::query(
+            "UPDATE idempotency_keys SET response_status = $3, response_body = $4
+              WHERE principal = $1 AND key = $2",
+        )
+        .bind(principal)
+        .bind(key)
+        .bind(status as i16)
+        .bind(body)
+        .execute(b.db())
+        .await?;
+    }
+    reply
 }
 
 /// The stored answer to `claim`'s key, when there is one (the error path of
@@ -574,6 +686,12 @@ pub struct TransitionInput {
     pub resolution: Option<String>,
     #[serde(default)]
     pub note: Option<String>,
+    /// Resolve: minor units refunded to the renter's card.
+    #[serde(default)]
+    pub refund_amount: Option<i64>,
+    /// Resolve: minor units of the deposit paid to the owner for damage.
+    #[serde(default)]
+    pub deposit_capture: Option<i64>,
 }
 
 async fn lock_booking(conn: &mut PgConnection, id: Uuid) -> BookingResult<BookingRow> {
@@ -676,6 +794,9 @@ pub async fn act(
     };
     let row = lock_booking(&mut tx, id).await?;
     let (party, from, to) = authorize(caller, &row, action)?;
+    if action == Action::Resolve {
+        check_resolution_amounts(&row, &input)?;
+    }
 
     let mut refund_json = None;
     let mut cancelled_by = None;
@@ -721,6 +842,8 @@ pub async fn act(
         Action::Resolve => {
             resolution = Some(serde_json::json!({
                 "resolution": resolution_text,
+                "refund_amount": input.refund_amount.unwrap_or(0),
+                "deposit_capture": input.deposit_capture.unwrap_or(0),
                 "note": input.note,
                 "resolved_by": caller.user_id,
                 "resolved_at": now,
@@ -758,6 +881,7 @@ pub async fn act(
     } else if to == Status::Approved {
         inventory::confirm(&mut tx, id).await?;
     }
+    money_follows(b, &mut tx, &updated, action, &input).await?;
     record_event(
         &mut tx,
         &updated,
@@ -777,6 +901,87 @@ pub async fn act(
         .await?;
     tx.commit().await?;
     Ok(Reply::Fresh(Box::new(updated)))
+}
+
+/// A resolution gives back at most what was paid (the deposit aside) and
+/// takes at most the deposit for damage.
+fn check_resolution_amounts(row: &BookingRow, input: &TransitionInput) -> BookingResult<()> {
+    let price = row.total - row.deposit;
+    if let Some(refund) = input.refund_amount
+        && !(0..=price).contains(&refund)
+    {
+        return Err(ApiError::invalid_field(
+            "refund_amount",
+            "range",
+            format!("0 to {price} (what the renter paid, the deposit aside)"),
+        )
+        .into());
+    }
+    if let Some(capture) = input.deposit_capture
+        && !(0..=row.deposit).contains(&capture)
+    {
+        return Err(ApiError::invalid_field(
+            "deposit_capture",
+            "range",
+            format!("0 to {} (the deposit)", row.deposit),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The money a transition moves, as a task enqueued in its transaction
+/// (the gateway is called after the commit; see `rentify_payments::escrow`).
+async fn money_follows(
+    b: &Bookings,
+    tx: &mut PgConnection,
+    row: &BookingRow,
+    action: Action,
+    input: &TransitionInput,
+) -> BookingResult<()> {
+    let booking_id = row.id;
+    let task = match action {
+        Action::Decline | Action::Expire => MoneyTask::Void { booking_id },
+        Action::Cancel => {
+            let refunded: refund::Refund = row
+                .refund
+                .clone()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(anyhow::Error::from)?
+                .ok_or_else(|| anyhow::anyhow!("a cancelled booking without its refund"))?;
+            escrow::record_refund(
+                tx,
+                booking_id,
+                &escrow::Charges {
+                    rental: refunded.subtotal,
+                    delivery: refunded.delivery_fee,
+                    protection: refunded.insurance,
+                    service_fee: refunded.service_fee,
+                    deposit: refunded.deposit,
+                },
+            )
+            .await
+            .map_err(|e| BookingError::Api(e.into()))?;
+            MoneyTask::CancellationFee { booking_id }
+        }
+        Action::Start => MoneyTask::Capture { booking_id },
+        Action::Complete => MoneyTask::Settle { booking_id },
+        Action::Dispute => {
+            escrow::on_dispute(b.payments(), tx, booking_id)
+                .await
+                .map_err(|e| BookingError::Api(e.into()))?;
+            return Ok(());
+        }
+        Action::Resolve => MoneyTask::Resolve {
+            booking_id,
+            refund: input.refund_amount.unwrap_or(0),
+            deposit_capture: input.deposit_capture.unwrap_or(0),
+        },
+        Action::Approve | Action::Extend => return Ok(()),
+    };
+    b.payments().jobs().enqueue(tx, &task).await?;
+    Ok(())
 }
 
 fn canceller_name(canceller: Canceller) -> &'static str {
@@ -858,9 +1063,31 @@ pub async fn extend(
         protection,
     })?;
     let child_id = new_id();
-    // A child request holds its time for its own approval window.
     let child_now = Utc::now();
-    let hold_until = (!terms.instant_book).then(|| child_now + b.approval_window());
+    // The extra time is paid like a booking: the child waits in
+    // `pending_payment` for its card's authorization (the parent's card, or
+    // the renter's default one).
+    let method = if quote.total > 0 {
+        b.payments()
+            .ensure_gateway_available()
+            .map_err(|e| BookingError::Api(e.into()))?;
+        let method: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM payment_methods
+              WHERE user_id = $1 AND deleted_at IS NULL AND (id = $2 OR is_default)
+              ORDER BY id = $2 DESC LIMIT 1",
+        )
+        .bind(parent.renter_id)
+        .bind(parent.payment_method_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        Some(method.ok_or(BookingError::Api(PaymentError::MethodRequired.into()))?)
+    } else {
+        None
+    };
+    let payment_expires_at = method.map(|_| payment::payment_deadline(b.payments(), child_now));
+    // A child request holds its time for its own approval window.
+    let hold_until = payment_expires_at
+        .or_else(|| (!terms.instant_book).then(|| child_now + b.approval_window()));
     inventory::trim_buffer(&mut tx, parent.id).await?;
     let mut claimed = inventory::claim_exact(
         &mut tx,
@@ -872,7 +1099,9 @@ pub async fn extend(
         hold_until,
     )
     .await?;
-    if !claimed && expire_overlapping(&mut tx, &terms, parent.end_time, input.end_time).await? > 0 {
+    if !claimed
+        && expire_overlapping(b, &mut tx, &terms, parent.end_time, input.end_time).await? > 0
+    {
         claimed = inventory::claim_exact(
             &mut tx,
             &terms,
@@ -910,9 +1139,33 @@ pub async fn extend(
             quote: &quote,
             approval_window: b.approval_window(),
             now: child_now,
+            payment_expires_at,
         })?,
     )
     .await?;
+    let intent_id = new_id();
+    if let Some(method) = method {
+        sqlx::query("UPDATE bookings SET payment_method_id = $2 WHERE id = $1")
+            .bind(child.id)
+            .bind(method)
+            .execute(&mut *tx)
+            .await?;
+        intents::open(
+            &mut tx,
+            intents::NewIntent {
+                id: intent_id,
+                purpose: "booking",
+                booking_id: Some(child.id),
+                user_id: child.renter_id,
+                payment_method_id: method,
+                currency: &child.currency,
+                amount: child.total,
+                deposit: child.deposit,
+            },
+        )
+        .await
+        .map_err(|e| BookingError::Api(e.into()))?;
+    }
     sqlx::query(
         "WITH t AS (
             INSERT INTO booking_transitions (booking_id, from_status, to_status, event, actor_id)
@@ -946,7 +1199,48 @@ pub async fn extend(
         )
         .await?;
     tx.commit().await?;
-    Ok(Reply::Fresh(Box::new(child)))
+    match method {
+        Some(method) => {
+            let child = BookingRow {
+                payment_method_id: Some(method),
+                ..child
+            };
+            authorize_payment(b, &idem.principal, idem.key.0.as_deref(), child, intent_id).await
+        }
+        None => Ok(Reply::Fresh(Box::new(child))),
+    }
+}
+
+/// Records a transition of `row` (already updated) and its event.
+pub(crate) async fn record_transition(
+    conn: &mut PgConnection,
+    row: &BookingRow,
+    event: &str,
+    from: Option<&str>,
+    actor: Option<Uuid>,
+    reason: Option<&str>,
+) -> BookingResult<()> {
+    record_event(conn, row, event, from, actor, reason, true).await
+}
+
+/// Enqueues a request's approval timer in the caller's transaction.
+pub(crate) async fn enqueue_approval_timer(
+    b: &Bookings,
+    conn: &mut PgConnection,
+    booking_id: Uuid,
+    deadline: DateTime<Utc>,
+) -> BookingResult<()> {
+    let delay = (deadline - Utc::now()).num_milliseconds().max(0);
+    b.jobs()
+        .approval_timeout
+        .enqueue_after_using(
+            &mut *conn,
+            &ApprovalTimeout { booking_id },
+            jiff::Span::new().milliseconds(delay),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("enqueue the approval timer: {e}"))?;
+    Ok(())
 }
 
 /// Records `event` about `row` in the outbox and, with `transition`, its
@@ -992,6 +1286,7 @@ async fn record_event(
 /// releases their units and records their transitions and events.
 async fn expire_where(
     conn: &mut PgConnection,
+    money: &PaymentJobs,
     filter: &str,
     bind: impl FnOnce(
         sqlx::query::QueryAs<'_, sqlx::Postgres, BookingRow, sqlx::postgres::PgArguments>,
@@ -1033,38 +1328,57 @@ async fn expire_where(
             true,
         )
         .await?;
+        money
+            .enqueue(conn, &MoneyTask::Void { booking_id: row.id })
+            .await?;
     }
     Ok(rows.len())
 }
 
-/// Expires overdue requests holding any unit of the listing during
-/// `[start, end + buffer)`; returns how many.
+/// Expires overdue requests and unpaid bookings holding any unit of the
+/// listing during `[start, end + buffer)`; returns how many.
 async fn expire_overlapping(
+    b: &Bookings,
     conn: &mut PgConnection,
     terms: &BookingTerms,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> BookingResult<usize> {
     let span_end = inventory::span_end(terms, end);
-    expire_where(
-        conn,
-        "b.id IN (SELECT w.booking_id FROM availability_windows w
+    let filter = "b.id IN (SELECT w.booking_id FROM availability_windows w
                    WHERE w.listing_id = $1 AND w.status <> 'available'
-                     AND w.booking_id IS NOT NULL AND w.span && tstzrange($2, $3))",
-        |q| q.bind(terms.listing_id).bind(start).bind(span_end),
-    )
-    .await
+                     AND w.booking_id IS NOT NULL AND w.span && tstzrange($2, $3))";
+    let money = b.payments().jobs();
+    let requests = expire_where(conn, money, filter, |q| {
+        q.bind(terms.listing_id).bind(start).bind(span_end)
+    })
+    .await?;
+    let unpaid = payment::expire_unpaid_where(money, conn, filter, |q| {
+        q.bind(terms.listing_id).bind(start).bind(span_end)
+    })
+    .await?;
+    Ok(requests + unpaid)
 }
 
-/// The sweep's work: declines every overdue request. Idempotent.
-pub async fn expire_overdue(conn: &mut PgConnection) -> BookingResult<usize> {
-    expire_where(conn, "TRUE", |q| q).await
+/// The sweep's work: declines every overdue request and cancels every
+/// booking whose payment did not come in time. Idempotent.
+pub async fn expire_overdue(conn: &mut PgConnection, money: &PaymentJobs) -> BookingResult<usize> {
+    let requests = expire_where(conn, money, "TRUE", |q| q).await?;
+    Ok(requests + payment::expire_unpaid_where(money, conn, "TRUE", |q| q).await?)
 }
 
-/// The approval timer's work: declines `booking_id` if it is still an
-/// overdue request. Idempotent.
-pub async fn expire_booking(conn: &mut PgConnection, booking_id: Uuid) -> BookingResult<bool> {
-    Ok(expire_where(conn, "b.id = $1", |q| q.bind(booking_id)).await? > 0)
+/// The approval and payment timers' work: declines `booking_id` if it is
+/// still an overdue request, cancels it if still unpaid past its payment
+/// deadline. Idempotent.
+pub async fn expire_booking(
+    conn: &mut PgConnection,
+    money: &PaymentJobs,
+    booking_id: Uuid,
+) -> BookingResult<bool> {
+    let requests = expire_where(conn, money, "b.id = $1", |q| q.bind(booking_id)).await?;
+    let unpaid =
+        payment::expire_unpaid_where(money, conn, "b.id = $1", |q| q.bind(booking_id)).await?;
+    Ok(requests + unpaid > 0)
 }
 
 /// `GET /v1/bookings/{id}`: parties and admins; 404 for anyone else.

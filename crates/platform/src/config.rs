@@ -182,6 +182,58 @@ pub struct Config {
     /// the owner (and holds its slot) before it is declined automatically.
     #[serde(default = "defaults::booking_approval_window_secs")]
     pub booking_approval_window_secs: u64,
+    /// `PAYMENTS_WEBHOOK_SECRET`: shared secret of the payment gateway's
+    /// signed webhooks (`POST /v1/webhooks/payments`). Required in
+    /// production; development uses `whsec_dev_payments`.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub payments_webhook_secret: Option<SecretString>,
+    /// `PAYMENTS_WEBHOOK_URL`: where the sandbox gateway delivers its
+    /// webhooks; default this server's own `/v1/webhooks/payments`.
+    #[serde(default, deserialize_with = "empty_string_as_none")]
+    pub payments_webhook_url: Option<String>,
+    /// `PAYMENTS_GATEWAY_TIMEOUT_MS`: a gateway call taking longer is
+    /// abandoned (its outcome then arrives by webhook).
+    #[serde(default = "defaults::payments_gateway_timeout_ms")]
+    pub payments_gateway_timeout_ms: u64,
+    /// `PAYMENTS_BREAKER_THRESHOLD`: consecutive gateway failures that open
+    /// the circuit (calls then fail fast with 503).
+    #[serde(default = "defaults::payments_breaker_threshold")]
+    pub payments_breaker_threshold: u32,
+    /// `PAYMENTS_BREAKER_OPEN_SECS`: how long an open circuit waits before
+    /// trying the gateway again.
+    #[serde(default = "defaults::payments_breaker_open_secs")]
+    pub payments_breaker_open_secs: u64,
+    /// `PAYMENTS_HOLD_TIMEOUT_SECS`: how long a booking awaiting its payment
+    /// holds its unit before it is cancelled (`payment_timeout`).
+    #[serde(default = "defaults::payments_hold_timeout_secs")]
+    pub payments_hold_timeout_secs: u64,
+    /// `PAYMENTS_OWNER_COMMISSION_BPS`: the platform's commission on an
+    /// owner's earnings (rental and delivery), in basis points.
+    #[serde(default = "defaults::payments_owner_commission_bps")]
+    pub payments_owner_commission_bps: u32,
+    /// `SANDBOX_WEBHOOK_DUPLICATE_PERCENT`, `SANDBOX_WEBHOOK_MAX_DELAY_MS`,
+    /// `SANDBOX_FAILURE_PERCENT`, `SANDBOX_TIMEOUT_PERCENT`: the sandbox
+    /// gateway's chaos (duplicate and late webhooks, 5xx, lost answers).
+    #[serde(default)]
+    pub sandbox_webhook_duplicate_percent: u8,
+    #[serde(default)]
+    pub sandbox_webhook_max_delay_ms: u64,
+    #[serde(default)]
+    pub sandbox_failure_percent: u8,
+    #[serde(default)]
+    pub sandbox_timeout_percent: u8,
+    /// `FRAUD_MAX_TRANSACTIONS_PER_HOUR`: more wallet transactions than this
+    /// in an hour send a withdrawal to review.
+    #[serde(default = "defaults::fraud_max_transactions_per_hour")]
+    pub fraud_max_transactions_per_hour: u32,
+    /// `FRAUD_AMOUNT_FACTOR`: a withdrawal larger than this many times the
+    /// user's largest earlier transaction goes to review.
+    #[serde(default = "defaults::fraud_amount_factor")]
+    pub fraud_amount_factor: u32,
+    /// `FRAUD_DEPOSIT_WITHDRAW_WINDOW_SECS`: a withdrawal this soon after a
+    /// deposit goes to review.
+    #[serde(default = "defaults::fraud_deposit_withdraw_window_secs")]
+    pub fraud_deposit_withdraw_window_secs: u64,
 }
 
 /// Where the service runs.
@@ -285,6 +337,33 @@ impl Config {
                 "BOOKING_APPROVAL_WINDOW_SECS must be at least 1".into(),
             ));
         }
+        if self.payments_gateway_timeout_ms == 0
+            || self.payments_breaker_threshold == 0
+            || self.payments_hold_timeout_secs == 0
+            || self.fraud_max_transactions_per_hour == 0
+            || self.fraud_amount_factor == 0
+        {
+            return Err(ConfigError(
+                "PAYMENTS_GATEWAY_TIMEOUT_MS, PAYMENTS_BREAKER_THRESHOLD, PAYMENTS_HOLD_TIMEOUT_SECS, FRAUD_MAX_TRANSACTIONS_PER_HOUR and FRAUD_AMOUNT_FACTOR must be at least 1".into(),
+            ));
+        }
+        if self.payments_owner_commission_bps > 5_000 {
+            return Err(ConfigError(
+                "PAYMENTS_OWNER_COMMISSION_BPS is at most 5000 (50 %)".into(),
+            ));
+        }
+        if [
+            self.sandbox_webhook_duplicate_percent,
+            self.sandbox_failure_percent,
+            self.sandbox_timeout_percent,
+        ]
+        .iter()
+        .any(|&p| p > 100)
+        {
+            return Err(ConfigError(
+                "SANDBOX_*_PERCENT are percentages (0 to 100)".into(),
+            ));
+        }
         if self.worker_concurrency == 0 {
             return Err(ConfigError("WORKER_CONCURRENCY must be at least 1".into()));
         }
@@ -294,6 +373,7 @@ impl Config {
                 ("BLIND_INDEX_KEY", &self.blind_index_key),
                 ("KYC_WEBHOOK_SECRET", &self.kyc_webhook_secret),
                 ("MEDIA_SIGNING_KEY", &self.media_signing_key),
+                ("PAYMENTS_WEBHOOK_SECRET", &self.payments_webhook_secret),
             ] {
                 if value.is_none() {
                     return Err(ConfigError(format!(
@@ -452,6 +532,30 @@ mod defaults {
     }
     pub fn booking_approval_window_secs() -> u64 {
         24 * 3600
+    }
+    pub fn payments_gateway_timeout_ms() -> u64 {
+        3_000
+    }
+    pub fn payments_breaker_threshold() -> u32 {
+        5
+    }
+    pub fn payments_breaker_open_secs() -> u64 {
+        10
+    }
+    pub fn payments_hold_timeout_secs() -> u64 {
+        15 * 60
+    }
+    pub fn payments_owner_commission_bps() -> u32 {
+        300
+    }
+    pub fn fraud_max_transactions_per_hour() -> u32 {
+        10
+    }
+    pub fn fraud_amount_factor() -> u32 {
+        5
+    }
+    pub fn fraud_deposit_withdraw_window_secs() -> u64 {
+        3600
     }
 
     pub fn host() -> IpAddr {

@@ -197,6 +197,18 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The response body this error renders as (`{"error": {...}}`), for
+    /// answers stored and replayed later (idempotency).
+    pub fn envelope_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "details": self.details,
+            }
+        })
+    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -8,6 +8,7 @@ use axum::{Extension, Router, http::HeaderValue};
 use rentify_bookings::Bookings;
 use rentify_identity::Identity;
 use rentify_listings::Listings;
+use rentify_payments::Payments;
 use rentify_platform::{PlatformState, config::Config, db, health, http};
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -24,6 +25,7 @@ pub fn api_routes() -> OpenApiRouter<PlatformState> {
         .merge(rentify_identity::routes())
         .merge(rentify_listings::routes())
         .merge(rentify_bookings::routes())
+        .merge(rentify_payments::routes())
 }
 
 /// Health and metrics: served by the API and by `rentify worker`.
@@ -41,6 +43,7 @@ pub struct Modules {
     pub identity: Identity,
     pub listings: Listings,
     pub bookings: Bookings,
+    pub payments: Payments,
 }
 
 impl Modules {
@@ -50,11 +53,13 @@ impl Modules {
             anyhow::anyhow!("cannot start the identity module (is the database migrated? run `rentify migrate`): {e}")
         })?;
         let listings = Listings::init(state).await?;
-        let bookings = Bookings::init(state).await?;
+        let payments = Payments::init(state).await?;
+        let bookings = Bookings::init(state, payments.clone()).await?;
         Ok(Self {
             identity,
             listings,
             bookings,
+            payments,
         })
     }
 }
@@ -72,7 +77,8 @@ pub fn router_with(state: PlatformState, modules: Modules, extra: Router<Platfor
         .merge(extra)
         .layer(Extension(modules.identity))
         .layer(Extension(modules.listings))
-        .layer(Extension(modules.bookings));
+        .layer(Extension(modules.bookings))
+        .layer(Extension(modules.payments));
     let docs = Router::from(SwaggerUi::new("/docs").url("/v1/openapi.json", document)).layer(
         SetResponseHeaderLayer::overriding(
             axum::http::header::CONTENT_SECURITY_POLICY,
@@ -109,6 +115,13 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot bind {addr} (HOST/PORT): {e}"))?;
         let state = PlatformState::build(config, pool).await?;
         let modules = Modules::init(&state).await?;
+        if state.config.payments_webhook_url.is_none()
+            && let Some(sandbox) = modules.payments.sandbox()
+        {
+            // The port is only known now (PORT=0 picks one).
+            let port = listener.local_addr()?.port();
+            sandbox.set_webhook_url(format!("http://127.0.0.1:{port}/v1/webhooks/payments"));
+        }
         Ok(Self {
             listener,
             state,

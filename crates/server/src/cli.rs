@@ -40,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Operator commands for the money ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +58,18 @@ pub enum AdminCommand {
         password: String,
         #[arg(long)]
         display_name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Reconcile one UTC day (ledger balance, running balances, booking
+    /// settlements, gateway records), store the report and print it as
+    /// JSON; exit code 1 when it is not clean.
+    Reconcile {
+        /// The day, `YYYY-MM-DD`.
+        #[arg(long)]
+        date: String,
     },
 }
 
@@ -170,6 +187,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let kid = identity.keys().rotate().await;
             pool.close().await;
             println!("now signing with {}", kid?);
+            Ok(())
+        }
+        Command::Ledger {
+            command: LedgerCommand::Reconcile { date },
+        } => {
+            let day = rentify_payments::reconcile::parse_day(&date)?;
+            let pool = db::connect(&config).await?;
+            let state = rentify_platform::PlatformState::build(config, pool.clone()).await?;
+            let payments = rentify_payments::Payments::init(&state).await?;
+            let result = rentify_payments::reconcile::run(&payments, day).await;
+            pool.close().await;
+            let report = result?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.clean,
+                "the books do not reconcile for {date}: {} discrepancies",
+                report.discrepancies()
+            );
             Ok(())
         }
         Command::Openapi => unreachable!("handled before configuration is read"),

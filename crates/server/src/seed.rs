@@ -34,6 +34,7 @@ pub async fn demo(config: Config, pool: &PgPool) -> anyhow::Result<()> {
     let state = PlatformState::build(config, pool.clone()).await?;
     let identity = rentify_identity::Identity::init(&state).await?;
     let mut owner = None;
+    let mut renter = None;
     for (email, name, roles) in DEMO_ACCOUNTS {
         let id = rentify_identity::admin::ensure_demo_account(
             &identity,
@@ -46,11 +47,20 @@ pub async fn demo(config: Config, pool: &PgPool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("demo account {email}: {e}"))?;
         if roles.contains(&Role::Owner) {
             owner = Some(id);
+        } else if roles.is_empty() {
+            renter = Some(id);
         }
     }
     let owner = owner.ok_or_else(|| anyhow::anyhow!("the demo accounts have no owner"))?;
     let mut conn = pool.acquire().await?;
     let listings = rentify_listings::demo::ensure_listings(&mut conn, owner).await?;
+    // The renter pays with the sandbox's Visa; the owner is paid out to the
+    // sandbox's bank.
+    let payments = rentify_payments::Payments::init(&state).await?;
+    if let Some(renter) = renter {
+        rentify_payments::demo::ensure_card(&payments, renter, "tok_visa").await?;
+    }
+    rentify_payments::demo::ensure_payout_account(&payments, owner, "btok_ok").await?;
     tracing::info!(
         accounts = DEMO_ACCOUNTS.len(),
         new_listings = listings,

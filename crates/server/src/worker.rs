@@ -26,8 +26,9 @@ pub enum OpsPort {
 /// LISTEN connection and its scheduler's advisory lock.
 const HELD_PER_JOB: u32 = 2;
 /// Jobs this process runs (platform purge, thumbnails, approval timer,
-/// request sweep); keep in step with the `spawn` calls below.
-const JOBS: u32 = 4;
+/// request sweep, booking money, payouts, reconciliation); keep in step
+/// with the `spawn` calls below.
+const JOBS: u32 = 7;
 
 /// Runs every job until `shutdown` resolves, then drains. The jobs get
 /// their own pool, to the database of `pool`, sized for the connections
@@ -51,7 +52,12 @@ pub async fn run_until(
     platform.spawn(&mut workers);
     let media = rentify_listings::media::Media::init(&config, pool.clone()).await?;
     media.spawn(&mut workers);
-    rentify_bookings::BookingJobs::build(pool.clone())
+    // The payments module calls the gateway from its jobs; its sandbox
+    // delivers webhooks to the API (PAYMENTS_WEBHOOK_URL).
+    let payments_state = PlatformState::build(config.clone(), api_pool.clone()).await?;
+    let payments = rentify_payments::Payments::init(&payments_state).await?;
+    payments.jobs_on(pool.clone()).await?.spawn(&mut workers);
+    rentify_bookings::BookingJobs::build(pool.clone(), payments.jobs().clone())
         .await?
         .spawn(&mut workers);
 

@@ -18,7 +18,7 @@ pub struct Parties {
 
 pub async fn parties(app: &TestApp) -> Parties {
     let (owner_id, owner) = app.user("owner@example.com").await;
-    let (renter_id, renter) = app.user("renter@example.com").await;
+    let (renter_id, renter) = app.renter("renter@example.com").await;
     Parties {
         owner_id,
         owner,
@@ -125,11 +125,13 @@ async fn bookings_instant_book_is_approved_and_requests_wait_for_the_owner() {
     // Approved: the renter sees the owner's contact details.
     assert_eq!(b["counterparty"]["id"], p.owner_id.as_str());
     assert_eq!(b["counterparty"]["contact"]["email"], "owner@example.com");
+    // Placed awaiting its payment, approved once the card is authorized.
     let events = events_of(&app, b["id"].as_str().unwrap()).await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].0, "booking.approved");
-    assert_eq!(events[0].1["renter_id"], p.renter_id.as_str());
-    assert_eq!(events[0].1["status"], "approved");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].0, "booking.pending_payment");
+    assert_eq!(events[1].0, "booking.approved");
+    assert_eq!(events[1].1["renter_id"], p.renter_id.as_str());
+    assert_eq!(events[1].1["status"], "approved");
 
     let manual = app
         .active_listing(&p.owner, json!({"instant_book": false}))
@@ -144,7 +146,8 @@ async fn bookings_instant_book_is_approved_and_requests_wait_for_the_owner() {
     );
     assert_eq!(r["counterparty"]["contact"], Value::Null);
     let events = events_of(&app, r["id"].as_str().unwrap()).await;
-    assert_eq!(events[0].0, "booking.requested");
+    assert_eq!(events[0].0, "booking.pending_payment");
+    assert_eq!(events[1].0, "booking.requested");
     let transitions = count(
         &app,
         &format!(
@@ -160,7 +163,8 @@ async fn bookings_instant_book_is_approved_and_requests_wait_for_the_owner() {
         "SELECT count(*) FROM underway.task WHERE task_queue_name = 'bookings.approval_timeout'",
     )
     .await;
-    assert_eq!(timers, 1);
+    // A payment-deadline timer per booking, and the request's approval timer.
+    assert_eq!(timers, 3);
     // The booking holds its unit.
     let windows = count(
         &app,
@@ -590,6 +594,7 @@ async fn bookings_transitions_follow_the_state_machine_and_the_parties() {
     assert_eq!(
         events,
         [
+            "booking.pending_payment",
             "booking.requested",
             "booking.approved",
             "booking.started",
@@ -608,8 +613,9 @@ async fn bookings_transitions_follow_the_state_machine_and_the_parties() {
     .fetch_all(&app.db)
     .await
     .unwrap();
-    assert_eq!(log.len(), 6);
-    assert_eq!(log[5], (Some("disputed".into()), "resolved".into()));
+    assert_eq!(log.len(), 7);
+    assert_eq!(log[0], (None, "pending_payment".into()));
+    assert_eq!(log[6], (Some("disputed".into()), "resolved".into()));
 
     // Decline releases the unit; a declined booking never shows contacts.
     let d = booked(&app, &p.renter, &body(&listing, day(12, 10), day(13, 10))).await;

@@ -62,7 +62,7 @@ fn tally(results: &[(u16, Value)]) -> (usize, usize) {
 async fn bookings_race_100_requests_for_one_unit_gives_exactly_one_booking() {
     let app = app().await;
     let p = parties(&app).await;
-    let (_, other) = app.user("other-renter@example.com").await;
+    let (_, other) = app.renter("other-renter@example.com").await;
     let listing = app.active_listing(&p.owner, json!({"quantity": 1})).await;
     // Overlapping windows: each starts within the first 4 hours of the same
     // 8-hour period, so every pair overlaps.
@@ -95,7 +95,7 @@ async fn bookings_race_100_requests_for_one_unit_gives_exactly_one_booking() {
 async fn bookings_race_200_requests_for_ten_units_gives_exactly_ten() {
     let app = app().await;
     let p = parties(&app).await;
-    let (_, other) = app.user("other-renter@example.com").await;
+    let (_, other) = app.renter("other-renter@example.com").await;
     let listing = app.active_listing(&p.owner, json!({"quantity": 10})).await;
     let bodies = (0..200)
         .map(|i| {
@@ -160,15 +160,23 @@ async fn bookings_race_approve_against_cancel_has_exactly_one_winner() {
             // Approve first, then the cancel (allowed from approved) may win
             // too: both succeed in order, and the log shows both.
             "cancelled" if winners == 2 => {
-                assert_eq!(log, ["requested", "approved", "cancelled"], "round {round}");
-                assert_eq!(version, 3);
+                assert_eq!(
+                    log,
+                    ["pending_payment", "requested", "approved", "cancelled"],
+                    "round {round}"
+                );
+                assert_eq!(version, 4);
             }
             "cancelled" => {
                 assert_eq!(winners, 1, "round {round}");
                 assert_eq!(approve.0, 409, "round {round}: {}", approve.1);
                 assert_eq!(error_code(&approve.1), "invalid_transition");
-                assert_eq!(log, ["requested", "cancelled"], "round {round}");
-                assert_eq!(version, 2);
+                assert_eq!(
+                    log,
+                    ["pending_payment", "requested", "cancelled"],
+                    "round {round}"
+                );
+                assert_eq!(version, 3);
             }
             other => panic!("round {round}: final status {other}, {approve:?} {cancel:?}"),
         }
@@ -205,6 +213,7 @@ async fn bookings_race_two_approvals_of_one_request_have_exactly_one_winner() {
             ),
         )
         .await;
-        assert_eq!(log, 2, "round {round}");
+        // Placed, authorized, approved once.
+        assert_eq!(log, 3, "round {round}");
     }
 }

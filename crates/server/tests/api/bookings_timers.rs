@@ -53,7 +53,9 @@ async fn bookings_unanswered_requests_are_declined_by_the_approval_timer() {
     let id = b["id"].as_str().unwrap();
     assert_eq!(b["status"], "requested");
 
-    let jobs = BookingJobs::build(app.db.clone()).await.unwrap();
+    let jobs = BookingJobs::build(app.db.clone(), app.modules.payments.jobs().clone())
+        .await
+        .unwrap();
     let mut workers = Workers::new(2, StdDuration::from_millis(100));
     jobs.spawn(&mut workers);
     let mut declined = false;
@@ -103,7 +105,7 @@ async fn bookings_an_expired_request_never_blocks_a_new_booking_even_without_a_w
         .spawn()
         .await;
     let p = parties(&app).await;
-    let (_, second) = app.user("second@example.com").await;
+    let (_, second) = app.renter("second@example.com").await;
     let listing = app
         .active_listing(&p.owner, json!({"instant_book": false}))
         .await;
@@ -143,7 +145,9 @@ async fn bookings_an_expired_request_never_blocks_a_new_booking_even_without_a_w
         ("declined".into(), Some("approval_timeout".into()))
     );
     // The timer, when it finally runs, leaves the declined request alone.
-    let jobs = BookingJobs::build(app.db.clone()).await.unwrap();
+    let jobs = BookingJobs::build(app.db.clone(), app.modules.payments.jobs().clone())
+        .await
+        .unwrap();
     let mut workers = Workers::new(2, StdDuration::from_millis(100));
     jobs.spawn(&mut workers);
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
@@ -163,7 +167,7 @@ async fn bookings_an_expired_request_never_blocks_a_new_booking_even_without_a_w
 async fn bookings_extensions_create_a_child_booking_on_the_same_unit() {
     let app = TestApp::spawn().await;
     let p = parties(&app).await;
-    let (_, other) = app.user("other@example.com").await;
+    let (_, other) = app.renter("other@example.com").await;
     let listing = app
         .active_listing(
             &p.owner,

@@ -29,5 +29,7 @@ mod middleware;
 mod oidc;
 mod openapi;
 mod pagination;
+mod payments_reconcile;
+mod payments_wallet;
 mod rate_limits;
 mod shutdown;

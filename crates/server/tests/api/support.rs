@@ -4,8 +4,8 @@
 use std::{sync::OnceLock, time::Duration};
 
 use axum::Router;
-use rentify::app::Application;
-use rentify_platform::{PlatformState, config::Config, db};
+use rentify::app::{Application, Modules};
+use rentify_platform::{PlatformState, config::Config, db, jobs::Workers};
 use reqwest::{Response, header::HeaderMap};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -155,6 +155,11 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: PgPool,
+    /// The in-process modules (e.g. `modules.payments.sandbox()` to inject
+    /// gateway faults).
+    pub modules: Modules,
+    /// The payments job workers, stopped when the app is dropped.
+    _workers: Option<Workers>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Last, so the server and pools are gone before the database is dropped.
@@ -198,6 +203,21 @@ impl TestAppBuilder {
             .with_extra_routes(self.routes);
         let address = format!("http://{}", app.local_addr());
         let db = app.state().db.clone();
+        let modules = app.modules().clone();
+        // The money follows bookings through jobs: run them in-process, as
+        // `rentify all` does.
+        let job_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(12)
+            .connect(&database.url)
+            .await
+            .expect("connect the job pool");
+        let mut workers = Workers::new(2, Duration::from_millis(50));
+        modules
+            .payments
+            .jobs_on(job_pool)
+            .await
+            .expect("payment jobs")
+            .spawn(&mut workers);
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -211,6 +231,8 @@ impl TestAppBuilder {
             address,
             client,
             db,
+            modules,
+            _workers: Some(workers),
             shutdown: Some(tx),
             server: Some(server),
             database,
@@ -366,6 +388,27 @@ impl TestApp {
             session["user"]["id"].as_str().unwrap().to_owned(),
             session["access_token"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// A signed-in user with a default card (`tok_visa`), ready to book.
+    pub async fn renter(&self, email: &str) -> (String, String) {
+        let (id, token) = self.user(email).await;
+        self.add_card(&token, "tok_visa").await;
+        (id, token)
+    }
+
+    /// Adds a card from a sandbox token; returns the payment method.
+    pub async fn add_card(&self, token: &str, card: &str) -> Value {
+        let response = self
+            .client
+            .post(self.url("/v1/payments/methods"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "token": card }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201, "add card {card}");
+        response.json().await.unwrap()
     }
 
     /// An admin made the way operators do (`rentify admin create`), signed in.
