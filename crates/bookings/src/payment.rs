@@ -124,6 +124,7 @@ pub async fn decide(
         .await
         .map_err(payment_error)?;
     let mut late_void = false;
+    let before = (booking.status.clone(), booking.version);
     let decided = match outcome {
         Ok(()) => match (booking.status.as_str(), intent.status.as_str()) {
             ("pending_payment", "authorizing") => Decided::Booking(Box::new(
@@ -157,6 +158,14 @@ pub async fn decide(
             _ => Decided::Booking(Box::new(booking)),
         },
     };
+    // Only this decision's own change is remembered (a duplicate report
+    // must not overwrite the decline with the cancelled booking).
+    let row = match &decided {
+        Decided::Booking(row) | Decided::Declined(_, _, row) => row,
+    };
+    if (row.status.clone(), row.version) != before {
+        remember_answer(&mut tx, &decided).await?;
+    }
     tx.commit().await?;
     if late_void {
         p.gateway()
@@ -165,6 +174,40 @@ pub async fn decide(
             .map_err(|e| payment_error(PaymentError::from(e)))?;
     }
     Ok(decided)
+}
+
+/// Brings the stored answer of the booking's Idempotency-Key up to date
+/// when the saga decides after the create call answered (`202`): a retry
+/// then sees the booking as it is, or the decline.
+async fn remember_answer(tx: &mut PgConnection, decided: &Decided) -> BookingResult<()> {
+    let (row, status, body) = match decided {
+        Decided::Booking(row) if row.status != Status::PendingPayment.as_str() => (
+            row,
+            201i16,
+            serde_json::to_value(row.view(row.renter_id, None)).map_err(anyhow::Error::from)?,
+        ),
+        Decided::Declined(code, message, row) => {
+            let error = rentify_platform::ApiError::from(PaymentError::Declined {
+                code: code.clone(),
+                message: message.clone(),
+            })
+            .with_detail(serde_json::json!({"booking_id": row.id}));
+            (row, 402, error.envelope_json())
+        }
+        Decided::Booking(_) => return Ok(()),
+    };
+    sqlx::query(
+        "UPDATE idempotency_keys k SET response_status = $2, response_body = $3
+           FROM bookings b
+          WHERE b.id = $1 AND b.idempotency_key IS NOT NULL
+            AND k.principal = b.renter_id::text AND k.key = b.idempotency_key",
+    )
+    .bind(row.id)
+    .bind(status)
+    .bind(body)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 fn payment_error(error: PaymentError) -> BookingError {

@@ -586,17 +586,22 @@ async fn authorize_payment(
     let answer = intents::request_authorization(b.payments(), intent_id, false, &description)
         .await
         .map_err(|e| BookingError::Api(e.into()))?;
-    let outcome = match &answer {
-        Ok(_) => Some(Ok(())),
-        Err(PaymentError::Declined { code, message }) => Some(Err((code.clone(), message.clone()))),
-        Err(PaymentError::Refused(message)) => {
-            Some(Err(("payment_refused".to_owned(), message.clone())))
-        }
-        Err(_) => None,
-    };
+    let outcome = intents::authorization_outcome(&answer);
     let provider = answer.as_ref().ok().map(|s| s.provider_intent_id.as_str());
     let (status, body, reply) = match outcome {
         None => {
+            // No answer: ask again later (same key, so never a second
+            // authorization), until the payment timer gives up.
+            let mut conn = b.db().acquire().await?;
+            b.payments()
+                .jobs()
+                .enqueue(
+                    &mut conn,
+                    &MoneyTask::Authorize {
+                        booking_id: booking.id,
+                    },
+                )
+                .await?;
             let view = booking.view(booking.renter_id, None);
             let body = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
             (202, body, Ok(Reply::Fresh(Box::new(booking))))

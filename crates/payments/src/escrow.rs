@@ -199,7 +199,8 @@ async fn settlement_exists(conn: &mut PgConnection, booking_id: Uuid) -> Payment
 /// Runs one step of a booking's money (the `payments.booking_money` task).
 pub async fn run(p: &Payments, task: &MoneyTask) -> PaymentResult<()> {
     let booking_id = match task {
-        MoneyTask::Capture { booking_id }
+        MoneyTask::Authorize { booking_id }
+        | MoneyTask::Capture { booking_id }
         | MoneyTask::Void { booking_id }
         | MoneyTask::CancellationFee { booking_id }
         | MoneyTask::Settle { booking_id }
@@ -210,6 +211,21 @@ pub async fn run(p: &Payments, task: &MoneyTask) -> PaymentResult<()> {
         return Ok(());
     };
     match task {
+        MoneyTask::Authorize { .. } => {
+            if intent.status != "authorizing" {
+                return Ok(());
+            }
+            let description = format!("Rentify booking {booking_id}");
+            let answer = intents::request_authorization(p, intent.id, false, &description).await?;
+            match intents::authorization_outcome(&answer) {
+                Some(outcome) => {
+                    p.booking_saga()?
+                        .authorization_decided(intent.id, outcome)
+                        .await?
+                }
+                None => return Err(PaymentError::ProviderUnavailable),
+            }
+        }
         MoneyTask::Capture { .. } => match intent.status.as_str() {
             "authorized" => {
                 intents::capture(p, intent.id).await?;

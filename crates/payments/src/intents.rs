@@ -156,6 +156,33 @@ pub async fn request_authorization(
     Ok(answer.map_err(PaymentError::from))
 }
 
+/// What an authorization call's answer decides: `Some(Ok)` authorized (or
+/// captured), `Some(Err((code, message)))` refused, `None` unknown (the
+/// gateway did not answer: a webhook, a retry or the timer decides).
+pub fn authorization_outcome(
+    answer: &Result<IntentState, PaymentError>,
+) -> Option<Result<(), (String, String)>> {
+    match answer {
+        Ok(state) => match state.status {
+            IntentStatus::Authorized | IntentStatus::Captured => Some(Ok(())),
+            // A retry of an authorization the gateway declined before.
+            IntentStatus::Failed => Some(Err((
+                "card_declined".to_owned(),
+                "the card was declined".to_owned(),
+            ))),
+            IntentStatus::Voided => Some(Err((
+                "authorization_voided".to_owned(),
+                "the authorization was released".to_owned(),
+            ))),
+        },
+        Err(PaymentError::Declined { code, message }) => Some(Err((code.clone(), message.clone()))),
+        Err(PaymentError::Refused(message)) => {
+            Some(Err(("payment_refused".to_owned(), message.clone())))
+        }
+        Err(_) => None,
+    }
+}
+
 /// Records a successful authorization of a booking's intent: the charge
 /// and the deposit become pending transfers from the card (the hold), and
 /// the intent `authorized`. From `authorizing` or `expired` (a late

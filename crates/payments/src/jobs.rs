@@ -22,6 +22,9 @@ use crate::{Inner, Payments};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum MoneyTask {
+    /// The authorization call got no answer (gateway down): ask again, with
+    /// the same idempotency key, until an answer or the payment timer.
+    Authorize { booking_id: Uuid },
     /// The booking started: capture its authorization.
     Capture { booking_id: Uuid },
     /// The booking ended without a charge (declined, expired, payment

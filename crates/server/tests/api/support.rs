@@ -169,6 +169,7 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     vars: Vec<(String, String)>,
     routes: Router<PlatformState>,
+    payment_jobs: bool,
 }
 
 impl TestAppBuilder {
@@ -180,6 +181,13 @@ impl TestAppBuilder {
 
     pub fn routes(mut self, routes: Router<PlatformState>) -> Self {
         self.routes = routes;
+        self
+    }
+
+    /// No in-process payments worker: the test runs the money tasks itself
+    /// (`rentify_payments::escrow::run`), in the order it wants.
+    pub fn without_payment_jobs(mut self) -> Self {
+        self.payment_jobs = false;
         self
     }
 
@@ -212,12 +220,14 @@ impl TestAppBuilder {
             .await
             .expect("connect the job pool");
         let mut workers = Workers::new(2, Duration::from_millis(50));
-        modules
-            .payments
-            .jobs_on(job_pool)
-            .await
-            .expect("payment jobs")
-            .spawn(&mut workers);
+        if self.payment_jobs {
+            modules
+                .payments
+                .jobs_on(job_pool)
+                .await
+                .expect("payment jobs")
+                .spawn(&mut workers);
+        }
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -245,6 +255,7 @@ impl TestApp {
         TestAppBuilder {
             vars: Vec::new(),
             routes: Router::new(),
+            payment_jobs: true,
         }
     }
 
