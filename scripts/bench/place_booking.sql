@@ -1,6 +1,7 @@
 -- The statement rentify sends per booking attempt (crates/bookings/src/
 -- placement.rs), for pgbench: the same function with the same JSON text
--- documents, a fresh booking id and Idempotency-Key each time.
+-- documents, a fresh booking id and Idempotency-Key each time, and the
+-- renter's default card for its payment intent.
 -- scripts/bench.sh fills in :listing, :renter, :owner and :version.
 SELECT r.outcome, r.unit
   FROM (SELECT gen_random_uuid() AS bid, gen_random_uuid()::text AS k) ids,
@@ -30,5 +31,6 @@ LATERAL place_booking(
             "end_time": "2030-06-03T10:00:00Z", "total": 28050, "currency": "EUR",
             "actor_id": ":renter"}}', 'BID', ids.bid::text),
     replace('{"id": "BID", "object": "booking", "status": "approved", "unit": 0,
-        "listing_id": ":listing", "total": 28050, "currency": "EUR"}', 'BID', ids.bid::text)
+        "listing_id": ":listing", "total": 28050, "currency": "EUR"}', 'BID', ids.bid::text),
+    ':renter', NULL, gen_random_uuid()
 ) r;

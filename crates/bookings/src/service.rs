@@ -606,19 +606,28 @@ async fn authorize_payment(
             let body = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
             (202, body, Ok(Reply::Fresh(Box::new(booking))))
         }
-        Some(outcome) => match payment::decide(b, intent_id, outcome, provider).await? {
-            payment::Decided::Booking(row) => {
-                let body = serde_json::to_value(row.view(row.renter_id, None))
-                    .map_err(anyhow::Error::from)?;
-                (201, body, Ok(Reply::Fresh(row)))
+        Some(outcome) => {
+            let declined = outcome.clone().err();
+            // The answer decides the response, whichever path (this call or
+            // an early webhook) applied it to the booking.
+            match (
+                payment::decide(b, intent_id, outcome, provider).await?,
+                declined,
+            ) {
+                (payment::Decided::Declined(code, message, row), _)
+                | (payment::Decided::Booking(row), Some((code, message))) => {
+                    let error = ApiError::from(PaymentError::Declined { code, message })
+                        .with_detail(serde_json::json!({"booking_id": row.id}));
+                    let body = error.envelope_json();
+                    (402, body, Err(BookingError::Api(error)))
+                }
+                (payment::Decided::Booking(row), None) => {
+                    let body = serde_json::to_value(row.view(row.renter_id, None))
+                        .map_err(anyhow::Error::from)?;
+                    (201, body, Ok(Reply::Fresh(row)))
+                }
             }
-            payment::Decided::Declined(code, message, row) => {
-                let error = ApiError::from(PaymentError::Declined { code, message })
-                    .with_detail(serde_json::json!({"booking_id": row.id}));
-                let body = error.envelope_json();
-                (402, body, Err(BookingError::Api(error)))
-            }
-        },
+        }
     };
     if let Some(key) = key {
         sqlx::query(

@@ -183,6 +183,40 @@ pub fn authorization_outcome(
     }
 }
 
+/// A transfer between the card (the gateway's clearing account) and
+/// `account` about `intent`: `into_account` moves `amount` from the card to
+/// the account (a charge, a hold), otherwise back to the card (a refund).
+#[allow(clippy::too_many_arguments)]
+async fn card_transfer(
+    p: &Payments,
+    conn: &mut PgConnection,
+    intent: &Intent,
+    kind: TransferKind,
+    phase: Phase,
+    account: Uuid,
+    amount: i64,
+    into_account: bool,
+    provider_ref: Option<&str>,
+    description: &str,
+) -> PaymentResult<Uuid> {
+    let clearing = p
+        .accounts()
+        .house(AccountKind::GatewayClearing, &intent.currency)
+        .await?;
+    let (from, to) = if into_account {
+        (clearing, account)
+    } else {
+        (account, clearing)
+    };
+    let mut t = NewTransfer::between(kind, phase, &intent.currency, from, to, amount)
+        .intent(intent.id)
+        .user(intent.user_id)
+        .provider_ref(provider_ref)
+        .describe(description);
+    t.booking_id = intent.booking_id;
+    Ok(ledger::transfer(conn, t).await?)
+}
+
 /// Records a successful authorization of a booking's intent: the charge
 /// and the deposit become pending transfers from the card (the hold), and
 /// the intent `authorized`. From `authorizing` or `expired` (a late
@@ -196,30 +230,27 @@ pub async fn record_authorized(
     if !matches!(intent.status.as_str(), "authorizing" | "expired") {
         return Ok(false);
     }
-    let clearing = p
-        .accounts()
-        .house(AccountKind::GatewayClearing, &intent.currency)
-        .await?;
     let mut charge = None;
     if intent.charge() > 0 {
         let escrow = p
             .accounts()
             .house(AccountKind::Escrow, &intent.currency)
             .await?;
-        let mut t = NewTransfer::between(
-            TransferKind::Charge,
-            Phase::Pending,
-            &intent.currency,
-            clearing,
-            escrow,
-            intent.charge(),
-        )
-        .intent(intent.id)
-        .user(intent.user_id)
-        .provider_ref(provider_intent_id)
-        .describe("authorization hold");
-        t.booking_id = intent.booking_id;
-        charge = Some(ledger::transfer(conn, t).await?);
+        charge = Some(
+            card_transfer(
+                p,
+                conn,
+                intent,
+                TransferKind::Charge,
+                Phase::Pending,
+                escrow,
+                intent.charge(),
+                true,
+                provider_intent_id,
+                "authorization hold",
+            )
+            .await?,
+        );
     }
     let mut deposit = None;
     if intent.deposit > 0 {
@@ -227,20 +258,21 @@ pub async fn record_authorized(
             .accounts()
             .house(AccountKind::DepositsHeld, &intent.currency)
             .await?;
-        let mut t = NewTransfer::between(
-            TransferKind::DepositHold,
-            Phase::Pending,
-            &intent.currency,
-            clearing,
-            held,
-            intent.deposit,
-        )
-        .intent(intent.id)
-        .user(intent.user_id)
-        .provider_ref(provider_intent_id)
-        .describe("deposit hold");
-        t.booking_id = intent.booking_id;
-        deposit = Some(ledger::transfer(conn, t).await?);
+        deposit = Some(
+            card_transfer(
+                p,
+                conn,
+                intent,
+                TransferKind::DepositHold,
+                Phase::Pending,
+                held,
+                intent.deposit,
+                true,
+                provider_intent_id,
+                "deposit hold",
+            )
+            .await?,
+        );
     }
     sqlx::query(
         "UPDATE payment_intents SET status = 'authorized',
@@ -334,27 +366,23 @@ pub async fn record_captured(
             }
         }
         ("wallet_deposit", "authorizing" | "authorized" | "expired") => {
-            let clearing = p
-                .accounts()
-                .house(AccountKind::GatewayClearing, &intent.currency)
-                .await?;
             let wallet = p
                 .accounts()
                 .wallet(intent.user_id, &intent.currency)
                 .await?;
-            let t = NewTransfer::between(
+            card_transfer(
+                p,
+                conn,
+                intent,
                 TransferKind::WalletDeposit,
                 Phase::Posted,
-                &intent.currency,
-                clearing,
                 wallet,
                 amount,
+                true,
+                provider_intent_id.or(intent.provider_intent_id.as_deref()),
+                "wallet top-up",
             )
-            .intent(intent.id)
-            .user(intent.user_id)
-            .provider_ref(provider_intent_id.or(intent.provider_intent_id.as_deref()))
-            .describe("wallet top-up");
-            ledger::transfer(conn, t).await?;
+            .await?;
         }
         _ => return Ok(false),
     }
@@ -388,28 +416,23 @@ pub async fn record_partial_capture(
     {
         ledger::void(conn, transfer).await?;
     }
-    let clearing = p
-        .accounts()
-        .house(AccountKind::GatewayClearing, &intent.currency)
-        .await?;
     let escrow = p
         .accounts()
         .house(AccountKind::Escrow, &intent.currency)
         .await?;
-    let mut t = NewTransfer::between(
+    let charge = card_transfer(
+        p,
+        conn,
+        intent,
         TransferKind::Charge,
         Phase::Posted,
-        &intent.currency,
-        clearing,
         escrow,
         amount,
+        true,
+        intent.provider_intent_id.as_deref(),
+        "cancellation fee captured",
     )
-    .intent(intent.id)
-    .user(intent.user_id)
-    .provider_ref(intent.provider_intent_id.as_deref())
-    .describe("cancellation fee captured");
-    t.booking_id = intent.booking_id;
-    let charge = ledger::transfer(conn, t).await?;
+    .await?;
     sqlx::query(
         "UPDATE payment_intents SET status = 'captured', amount_captured = $2,
                 charge_transfer_id = $3, deposit_transfer_id = NULL, updated_at = now()
@@ -526,24 +549,19 @@ pub async fn refund(
     .await?;
     if !seen {
         let source = p.accounts().house(from, &intent.currency).await?;
-        let clearing = p
-            .accounts()
-            .house(AccountKind::GatewayClearing, &intent.currency)
-            .await?;
-        let mut t = NewTransfer::between(
+        card_transfer(
+            p,
+            &mut tx,
+            &intent,
             kind,
             Phase::Posted,
-            &intent.currency,
             source,
-            clearing,
             op.amount,
+            false,
+            Some(&op.provider_id),
+            "refund to card",
         )
-        .intent(intent.id)
-        .user(intent.user_id)
-        .provider_ref(Some(&op.provider_id))
-        .describe("refund to card");
-        t.booking_id = intent.booking_id;
-        ledger::transfer(&mut tx, t).await?;
+        .await?;
         sqlx::query(
             "UPDATE payment_intents SET amount_refunded = amount_refunded + $2, updated_at = now()
               WHERE id = $1",
