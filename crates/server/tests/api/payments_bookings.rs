@@ -766,3 +766,45 @@ async fn payments_a_gateway_outage_is_a_503_that_holds_and_charges_nothing() {
     .unwrap();
     assert_eq!(captures, 0);
 }
+
+#[tokio::test]
+async fn payments_an_extension_charges_the_extra_time_on_the_same_card() {
+    let app = TestApp::spawn().await;
+    let p = parties(&app).await;
+    let listing = app.active_listing(&p.owner, json!({})).await;
+    let b = booked(&app, &p.renter, &body(&listing, day(10, 10), day(12, 10))).await;
+    assert_eq!(act(&app, &p.owner, &b, "start", None).await.0, 200);
+    let id = b["id"].as_str().unwrap();
+    let (status, child) = app
+        .call_parts(
+            Method::POST,
+            &format!("/v1/bookings/{id}/extend"),
+            Some(&p.renter),
+            Some(&json!({"end_time": day(13, 10).to_rfc3339()})),
+        )
+        .await;
+    // `call_parts` sends no Idempotency-Key: the extension requires one.
+    assert_eq!(status, 400, "{child}");
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/bookings/{id}/extend")))
+        .bearer_auth(&p.renter)
+        .header("Idempotency-Key", "one-more-day")
+        .json(&json!({"end_time": day(13, 10).to_rfc3339()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let child: Value = response.json().await.unwrap();
+    assert_eq!(child["status"], "approved", "{child}");
+    assert_eq!(child["payment_method_id"], b["payment_method_id"]);
+    // One more day at 25.00 plus its 10 % fee; no second deposit.
+    assert_eq!(
+        transactions(&app, &p.renter, &child).await,
+        [("charge".into(), 2_750, "pending".into())]
+    );
+    assert_eq!(act(&app, &p.owner, &child, "start", None).await.0, 200);
+    settled(&app).await;
+    assert_eq!(intent_of(&app, &child).await.1, "captured");
+    assert_books_balance(&app).await;
+}
