@@ -810,6 +810,18 @@ pub async fn act(
     let (party, from, to) = authorize(caller, &row, action)?;
     if action == Action::Resolve {
         check_resolution_amounts(&row, &input)?;
+        if input.deposit_capture.unwrap_or(0) > 0
+            && escrow::is_settled(&mut tx, id)
+                .await
+                .map_err(|e| BookingError::Api(e.into()))?
+        {
+            return Err(ApiError::invalid_field(
+                "deposit_capture",
+                "deposit_released",
+                "the booking was settled before the dispute: its deposit is back on the renter's card",
+            )
+            .into());
+        }
     }
 
     let mut refund_json = None;

@@ -197,6 +197,13 @@ async fn settlement_exists(conn: &mut PgConnection, booking_id: Uuid) -> Payment
 }
 
 /// Runs one step of a booking's money (the `payments.booking_money` task).
+///
+/// Steps of one booking never overlap: each holds a per-booking advisory
+/// lock for its whole run (gateway calls included), so a settlement and a
+/// dispute's resolution queued moments apart run one after the other and
+/// each sees what the other did. The lock lives on its own pooled
+/// connection, outside any transaction, so no row stays locked while the
+/// gateway is called.
 pub async fn run(p: &Payments, task: &MoneyTask) -> PaymentResult<()> {
     let booking_id = match task {
         MoneyTask::Authorize { booking_id }
@@ -206,6 +213,24 @@ pub async fn run(p: &Payments, task: &MoneyTask) -> PaymentResult<()> {
         | MoneyTask::Settle { booking_id }
         | MoneyTask::Resolve { booking_id, .. } => *booking_id,
     };
+    let mut lock = p.db().acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended($1::text, 7413))")
+        .bind(booking_id)
+        .execute(&mut *lock)
+        .await?;
+    let result = run_locked(p, booking_id, task).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1::text, 7413))")
+        .bind(booking_id)
+        .execute(&mut *lock)
+        .await;
+    if unlocked.is_err() {
+        // Never hand a connection holding the lock back to the pool.
+        lock.detach();
+    }
+    result
+}
+
+async fn run_locked(p: &Payments, booking_id: Uuid, task: &MoneyTask) -> PaymentResult<()> {
     let Some(intent) = intents::of_booking(&mut *p.db().acquire().await?, booking_id).await? else {
         // Nothing to pay (a free booking).
         return Ok(());
@@ -239,7 +264,9 @@ pub async fn run(p: &Payments, task: &MoneyTask) -> PaymentResult<()> {
             }
         }
         MoneyTask::CancellationFee { .. } => cancellation_fee(p, booking_id, &intent).await?,
-        MoneyTask::Settle { .. } => settle(p, booking_id, false).await?,
+        // A completed booking only: a disputed one waits for its
+        // resolution, which settles it (`resolve`).
+        MoneyTask::Settle { .. } => settle(p, booking_id, &["completed"]).await?,
         MoneyTask::Resolve {
             refund,
             deposit_capture,
@@ -299,9 +326,9 @@ async fn cancellation_fee(
                 .capture(&format!("capture:{}", intent.id), intent.id, kept)
                 .await?;
             intents::apply_state(p, intent.id, &state).await?;
-            settle(p, booking_id, true).await?;
+            settle(p, booking_id, &["cancelled"]).await?;
         }
-        "captured" => settle(p, booking_id, true).await?,
+        "captured" => settle(p, booking_id, &["cancelled"]).await?,
         "authorizing" | "expired" => {
             intents::void(p, intent.id).await?;
         }
@@ -310,47 +337,46 @@ async fn cancellation_fee(
     Ok(())
 }
 
-/// Settles a booking's escrow once: the deposit (what is left of it) back
-/// to the card, then one transfer escrow → owner's wallet + platform
-/// revenue. Skipped while the booking is disputed.
-pub async fn settle(p: &Payments, booking_id: Uuid, cancelled: bool) -> PaymentResult<()> {
+/// Settles a booking's escrow once, if it is in one of `statuses`: one
+/// transfer escrow → owner's wallet + platform revenue, then the deposit
+/// (what is left of it) back to the card. In that order: a dispute opened
+/// before the settlement commits stops it with the deposit still held (the
+/// resolution may take it); once settled, the deposit is the renter's, and
+/// a retry after a failed refund finishes returning it.
+async fn settle(p: &Payments, booking_id: Uuid, statuses: &[&str]) -> PaymentResult<()> {
     let mut conn = p.db().acquire().await?;
     let facts = booking_facts(&mut conn, booking_id).await?;
-    let settleable = if cancelled {
-        facts.status == "cancelled"
-    } else {
-        matches!(facts.status.as_str(), "completed" | "resolved")
-    };
-    if !settleable || settlement_exists(&mut conn, booking_id).await? {
+    let settled = settlement_exists(&mut conn, booking_id).await?;
+    if !settled && !statuses.contains(&facts.status.as_str()) {
         return Ok(());
     }
     let Some(mut intent) = intents::of_booking(&mut conn, booking_id).await? else {
         return Ok(());
     };
     drop(conn);
-    if intent.status == "authorized" {
-        intent = intents::capture(p, intent.id).await?;
+    if !settled {
+        if intent.status == "authorized" {
+            intent = intents::capture(p, intent.id).await?;
+        }
+        if intent.status != "captured" {
+            return Err(PaymentError::InvalidState(intent.status));
+        }
+        if !settle_escrow(p, booking_id, &facts, &intent, statuses).await? {
+            return Ok(());
+        }
     }
-    if intent.status != "captured" {
-        return Err(PaymentError::InvalidState(intent.status));
-    }
-    let captured_deposit: i64 = deposit_captured(&mut *p.db().acquire().await?, booking_id).await?;
-    let deposit_back = if intent.deposit_transfer_id.is_some() {
-        (intent.deposit - captured_deposit).max(0)
-    } else {
-        0
-    };
-    if deposit_back > 0 {
-        intents::refund(
-            p,
-            intent.id,
-            &format!("deposit_release:{booking_id}"),
-            deposit_back,
-            TransferKind::DepositRelease,
-            AccountKind::DepositsHeld,
-        )
-        .await?;
-    }
+    release_deposit(p, booking_id, &intent).await
+}
+
+/// The settlement transfer and its record, under the booking's lock;
+/// `false` when the booking left `statuses` meanwhile (a dispute).
+async fn settle_escrow(
+    p: &Payments,
+    booking_id: Uuid,
+    facts: &BookingFacts,
+    intent: &intents::Intent,
+    statuses: &[&str],
+) -> PaymentResult<bool> {
     let currency = intent.currency.clone();
     let escrow = p.accounts().house(AccountKind::Escrow, &currency).await?;
     let revenue = p
@@ -359,11 +385,22 @@ pub async fn settle(p: &Payments, booking_id: Uuid, cancelled: bool) -> PaymentR
         .await?;
     let wallet = p.accounts().wallet(facts.owner_id, &currency).await?;
     let mut tx = p.db().begin().await?;
-    // The intent's lock serializes the settlement of this booking.
+    // The booking's lock (then the intent's, the saga's order): a dispute
+    // opened meanwhile stops the settlement; the resolution settles.
+    let status: String = sqlx::query_scalar("SELECT status FROM bookings WHERE id = $1 FOR UPDATE")
+        .bind(booking_id)
+        .fetch_one(&mut *tx)
+        .await?;
     intents::lock(&mut tx, intent.id).await?;
-    if settlement_exists(&mut tx, booking_id).await? {
-        return Ok(());
+    if !statuses.contains(&status.as_str()) || settlement_exists(&mut tx, booking_id).await? {
+        return Ok(false);
     }
+    let (captured_deposit, released) = deposit_used(&mut tx, booking_id).await?;
+    let deposit_back = if intent.deposit_transfer_id.is_some() {
+        (intent.deposit - captured_deposit - released).max(0)
+    } else {
+        0
+    };
     let net = net(&mut tx, booking_id).await?;
     let shares = split(&net, p.commission_bps());
     let total = shares.owner + shares.platform;
@@ -418,24 +455,61 @@ pub async fn settle(p: &Payments, booking_id: Uuid, cancelled: bool) -> PaymentR
     .bind(&currency)
     .bind(shares.owner)
     .bind(shares.platform)
-    .bind(deposit_back)
+    .bind(released + deposit_back)
     .bind(captured_deposit)
     .bind(transfer_id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     metrics::counter!("payments_settlements_total").increment(1);
+    Ok(true)
+}
+
+/// Returns to the card what is left of a settled booking's deposit (once,
+/// with a key derived from the booking).
+async fn release_deposit(
+    p: &Payments,
+    booking_id: Uuid,
+    intent: &intents::Intent,
+) -> PaymentResult<()> {
+    if intent.deposit_transfer_id.is_none() {
+        return Ok(());
+    }
+    let (captured, released) = deposit_used(&mut *p.db().acquire().await?, booking_id).await?;
+    let back = intent.deposit - captured - released;
+    if back > 0 {
+        intents::refund(
+            p,
+            intent.id,
+            &format!("deposit_release:{booking_id}"),
+            back,
+            TransferKind::DepositRelease,
+            AccountKind::DepositsHeld,
+        )
+        .await?;
+    }
     Ok(())
 }
 
-async fn deposit_captured(conn: &mut PgConnection, booking_id: Uuid) -> PaymentResult<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT coalesce(sum(amount), 0)::bigint FROM ledger_transfers
-          WHERE booking_id = $1 AND kind = 'deposit_capture' AND status = 'posted'",
+/// What of a booking's deposit was captured for damage and released to
+/// the card so far.
+async fn deposit_used(conn: &mut PgConnection, booking_id: Uuid) -> PaymentResult<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT coalesce(sum(amount) FILTER (WHERE kind = 'deposit_capture'), 0)::bigint,
+                coalesce(sum(amount) FILTER (WHERE kind = 'deposit_release'), 0)::bigint
+           FROM ledger_transfers
+          WHERE booking_id = $1 AND kind IN ('deposit_capture', 'deposit_release')
+            AND status = 'posted'",
     )
     .bind(booking_id)
     .fetch_one(conn)
     .await?)
+}
+
+/// Whether a booking's escrow was settled (the deposit is then back on
+/// the card: a resolution can no longer take it).
+pub async fn is_settled(conn: &mut PgConnection, booking_id: Uuid) -> PaymentResult<bool> {
+    settlement_exists(conn, booking_id).await
 }
 
 /// A dispute was opened (in the dispute's transaction). Before settlement
@@ -507,9 +581,11 @@ async fn resolve(
     let currency = intent.currency.clone();
     let escrow = p.accounts().house(AccountKind::Escrow, &currency).await?;
     if !settled {
-        // Deposit for damage, once.
-        let capture = deposit_capture.clamp(0, intent.deposit);
-        if capture > 0 && intent.deposit_transfer_id.is_some() {
+        // Deposit for damage, once, from what is still held.
+        let (captured_before, released) =
+            deposit_used(&mut *p.db().acquire().await?, booking_id).await?;
+        let capture = deposit_capture.clamp(0, (intent.deposit - released).max(0));
+        if capture > 0 && captured_before == 0 && intent.deposit_transfer_id.is_some() {
             let held = p
                 .accounts()
                 .house(AccountKind::DepositsHeld, &currency)
@@ -517,7 +593,7 @@ async fn resolve(
             let wallet = p.accounts().wallet(facts.owner_id, &currency).await?;
             let mut tx = p.db().begin().await?;
             intents::lock(&mut tx, intent.id).await?;
-            if deposit_captured(&mut tx, booking_id).await? == 0 {
+            if deposit_used(&mut tx, booking_id).await?.0 == 0 {
                 let t = NewTransfer::between(
                     TransferKind::DepositCapture,
                     Phase::Posted,
@@ -534,9 +610,8 @@ async fn resolve(
             }
             tx.commit().await?;
         }
-        let refund = refund_once(p, booking_id, &intent, refund).await?;
-        let _ = refund;
-        settle(p, booking_id, false).await?;
+        refund_once(p, booking_id, &intent, refund).await?;
+        settle(p, booking_id, &["resolved"]).await?;
         return Ok(());
     }
     // Settled before the dispute: release the hold, take the refund back
@@ -557,7 +632,12 @@ async fn resolve(
     .bind(booking_id)
     .fetch_one(&mut *tx)
     .await?;
-    let wanted = refund.clamp(0, intent.amount_captured - intent.amount_refunded);
+    // Once taken back, the amount is fixed (a retry refunds exactly it).
+    let wanted = if clawed_back > 0 {
+        clawed_back
+    } else {
+        refund.clamp(0, intent.amount_captured - intent.amount_refunded)
+    };
     if clawed_back == 0 && wanted > 0 {
         let held: i64 = holds.iter().map(|(_, a)| a).sum();
         for (id, _) in &holds {

@@ -91,6 +91,7 @@ pub async fn run(p: &Payments, day: NaiveDate) -> anyhow::Result<Report> {
         check("ledger_balanced", ledger_balanced(p).await?),
         check("running_balances", running_balances(p).await?),
         check("booking_settlements", booking_settlements(p, day).await?),
+        check("booking_escrow", booking_escrow(p).await?),
         check("gateway_records", gateway_records(p, day).await?),
     ];
     let report = Report {
@@ -223,6 +224,39 @@ async fn booking_settlements(p: &Payments, day: NaiveDate) -> anyhow::Result<Vec
                 "issue": issue, "booking_id": booking, "booking_status": status,
                 "intent_id": intent, "intent_status": intent_status,
             })
+        })
+        .collect())
+}
+
+/// (c') Per booking, escrow and held deposits never go below zero (which
+/// would spend other bookings' money, invisible in the accounts' totals),
+/// and a settled booking leaves nothing behind in either.
+async fn booking_escrow(p: &Payments) -> anyhow::Result<Vec<Value>> {
+    let rows: Vec<(Uuid, String, i64, bool)> = sqlx::query_as(
+        "SELECT t.booking_id, a.kind, sum(e.amount)::bigint,
+                EXISTS (SELECT 1 FROM booking_settlements s WHERE s.booking_id = t.booking_id)
+           FROM ledger_entries e
+           JOIN ledger_transfers t ON t.id = e.transfer_id
+           JOIN ledger_accounts a ON a.id = e.account_id
+          WHERE t.status = 'posted' AND t.booking_id IS NOT NULL
+            AND a.kind IN ('escrow', 'deposits_held')
+          GROUP BY t.booking_id, a.kind
+         HAVING sum(e.amount) < 0
+             OR (sum(e.amount) <> 0
+                 AND EXISTS (SELECT 1 FROM booking_settlements s WHERE s.booking_id = t.booking_id))
+          ORDER BY 1, 2",
+    )
+    .fetch_all(p.db())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(booking, kind, left, settled)| {
+            let issue = if left < 0 {
+                "booking_overdrawn"
+            } else {
+                "settled_booking_left_money"
+            };
+            json!({"issue": issue, "booking_id": booking, "account": kind, "amount": left, "settled": settled})
         })
         .collect())
 }

@@ -29,6 +29,8 @@ mod middleware;
 mod oidc;
 mod openapi;
 mod pagination;
+mod payments_bookings;
+mod payments_invariants;
 mod payments_reconcile;
 mod payments_wallet;
 mod rate_limits;

@@ -203,15 +203,15 @@ async fn payments_escrow_follows_the_booking_to_the_owners_wallet() {
 
     assert_eq!(act(&app, &p.owner, &b, "complete", None).await.0, 200);
     settled(&app).await;
-    // The deposit back to the card; 50.00 − 3 % commission to the owner,
-    // the fee and the commission to the platform.
+    // 50.00 − 3 % commission to the owner, the fee and the commission to
+    // the platform; then the deposit back to the card.
     let txs = transactions(&app, &p.owner, &b).await;
     assert_eq!(txs.len(), 4, "{txs:?}");
+    assert_eq!(txs[2], ("payout".into(), 5_500, "completed".into()));
     assert_eq!(
-        txs[2],
+        txs[3],
         ("deposit_release".into(), 30_000, "completed".into())
     );
-    assert_eq!(txs[3], ("payout".into(), 5_500, "completed".into()));
     assert_eq!(owner_wallet(&app, &p.owner).await["available"], 4_850);
     let (owner, platform): (i64, i64) = sqlx::query_as(
         "SELECT owner_amount, platform_amount FROM booking_settlements WHERE booking_id = $1::uuid",
@@ -362,14 +362,14 @@ async fn payments_disputes_pause_the_payout_and_resolutions_refund_or_take_the_d
             "deposit_hold",
             "deposit_capture",
             "refund",
-            "deposit_release",
-            "payout"
+            "payout",
+            "deposit_release"
         ],
         "{txs:?}"
     );
     assert_eq!(txs[2].1, 10_000);
     assert_eq!(txs[3].1, 2_000);
-    assert_eq!(txs[4].1, 20_000);
+    assert_eq!(txs[5].1, 20_000);
     // 30.00 rental left − 0.90 commission, plus 100.00 of the deposit.
     assert_eq!(
         owner_wallet(&app, &p.owner).await["balance"],
@@ -397,6 +397,17 @@ async fn payments_disputes_pause_the_payout_and_resolutions_refund_or_take_the_d
         .0,
         200
     );
+    // Settled before the dispute: the deposit is back on the card.
+    let (status, refused) = act(
+        &app,
+        &admin,
+        &c,
+        "resolve",
+        Some(json!({"resolution": "damage", "deposit_capture": 1_000})),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["details"][0]["code"], "deposit_released");
     let wallet = owner_wallet(&app, &p.owner).await;
     assert_eq!(wallet["held"], 4_850, "{wallet}");
     assert_eq!(
@@ -541,8 +552,8 @@ async fn payments_webhooks_five_times_and_out_of_order_have_one_effect() {
         [
             ("charge".into(), "posted".into()),
             ("deposit_hold".into(), "posted".into()),
-            ("deposit_release".into(), "posted".into()),
-            ("settlement".into(), "posted".into())
+            ("settlement".into(), "posted".into()),
+            ("deposit_release".into(), "posted".into())
         ]
     );
     let duplicates: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_webhook_events")

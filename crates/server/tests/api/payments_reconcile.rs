@@ -149,7 +149,7 @@ async fn the_daily_job_entry_point_reconciles_a_quiet_day() {
         .await
         .unwrap();
     assert!(report.clean, "{report:?}");
-    assert_eq!(report.checks.len(), 4);
+    assert_eq!(report.checks.len(), 5);
 }
 
 /// Runs the built binary against the test's database.
