@@ -19,12 +19,21 @@
 #   BENCH_RACE_CLIENTS connections racing for the last 10 units (default 1000)
 #   BENCH_RACE_RATE    open-loop booking attempts/s offered by them (default 3200, the target)
 #   BENCH_DB_POOL      the server's DATABASE_MAX_CONNECTIONS (default 8; pgbench uses as many)
+#   BENCH_LEDGER_CONNECTIONS  connections of ledger_settlement and its pgbench twin (default 32)
+#   BENCH_LEDGER_OWNERS       owner wallets the settlements spread over (default 1000)
+#   BENCH_LEDGER_SYNC_COMMIT  if set (e.g. off), SET synchronous_commit per session for both
+#                      ledger scenarios (reported; the server's setting is never changed)
 #   BENCH_JSON=1       one JSON object per scenario instead of text
 #   BENCH_PORT         port of the server under test (default 18080)
 #   REDIS_URL, NATS_URL  passed to the server; empty (the default) = in-process
 #                      stand-ins, so e.g. /health/ready is one PostgreSQL round trip
 #   CARGO_TARGET_DIR   default ~/.cache/rentify-target
-# Exit status: 0, or 1 if the setup or any scenario failed (every request failed).
+# Exit status: 0, or 1 if the setup or any scenario failed (every request failed, or
+# for the ledger: a failed transaction or a ledger check).
+#
+# The ledger scenarios (issue 5) run against their own database rentify_bench_ledger,
+# recreated for each, without the HTTP server: when only they are selected in
+# BENCH_SCENARIOS the server is not started.
 #
 # The load generator and the server share this machine's cores; its default of half
 # the CPUs for the load generator keeps the two from starving each other, and the
@@ -174,6 +183,7 @@ run_scenarios() {
   # One PostgreSQL round trip per request (plus Redis when REDIS_URL is set).
   scenario health_ready GET /health/ready
   booking_scenarios
+  ledger_scenarios
   # Add scenarios here: scenario NAME METHOD PATH [loadgen args...]
 }
 
@@ -251,6 +261,139 @@ pgbench_booking_race() {
   echo
 }
 
+# ---------------------------------------------------------------- ledger (issue 5)
+
+LEDGER_DATABASE_URL=postgres://postgres@127.0.0.1:5432/rentify_bench_ledger
+LEDGER_CONNECTIONS=${BENCH_LEDGER_CONNECTIONS:-32}
+LEDGER_OWNERS=${BENCH_LEDGER_OWNERS:-1000}
+LEDGER_SCENARIOS=(ledger_settlement pgbench_ledger_settlement)
+
+ledger_wanted() { ((${#WANTED[@]} == 0)) || [[ -n ${WANTED[$1]:-} ]]; }
+
+# A fresh rentify_bench_ledger: migrated by the release binary, then the EUR house
+# accounts and BENCH_LEDGER_OWNERS owner wallets (scripts/bench/ledger_setup.sql),
+# and a checkpoint so that no run starts with the previous one's dirty pages.
+ledger_setup() {
+  psql "$PG_ADMIN_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DROP DATABASE IF EXISTS rentify_bench_ledger WITH (FORCE);
+CREATE DATABASE rentify_bench_ledger;
+SQL
+  env DATABASE_URL="$LEDGER_DATABASE_URL" RUST_LOG=warn LOG_FORMAT=json "$RENTIFY" migrate >/dev/null
+  psql "$LEDGER_DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -v owners="$LEDGER_OWNERS" \
+    -f scripts/bench/ledger_setup.sql
+  psql "$LEDGER_DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c CHECKPOINT
+}
+
+# The zero-imbalance checks rentify-loadgen ledger makes, for the pgbench run: prints
+# them and fails the scenario unless all hold.
+ledger_checks() {
+  local name=$1 line ok=1
+  while IFS='|' read -r what value good; do
+    echo "check       $what: $value  $([[ $good == t ]] && echo ok || echo FAILED)"
+    [[ $good == t ]] || ok=0
+  done < <(psql "$LEDGER_DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+SELECT 'posted entries sum per currency',
+       coalesce(string_agg(currency || ' ' || total, ', '), '-'), bool_and(total = 0) IS NOT FALSE
+  FROM (SELECT t.currency, sum(e.amount) AS total FROM ledger_entries e
+          JOIN ledger_transfers t ON t.id = e.transfer_id
+         WHERE t.status = 'posted' GROUP BY 1 ORDER BY 1) s;
+SELECT 'transfers not summing to 0 (or to their amount)', count(*), count(*) = 0
+  FROM ledger_transfers t
+  LEFT JOIN (SELECT transfer_id, sum(amount) AS total,
+                    sum(amount) FILTER (WHERE amount > 0) AS credits
+               FROM ledger_entries GROUP BY transfer_id) e ON e.transfer_id = t.id
+ WHERE e.total IS DISTINCT FROM 0 OR e.credits IS DISTINCT FROM t.amount;
+SELECT 'wallets below zero', count(*), count(*) = 0
+  FROM ledger_accounts WHERE tracked AND posted - pending_debits < 0;
+SELECT 'wallet running balances != their entries', count(*), count(*) = 0
+  FROM ledger_balances b JOIN ledger_accounts a ON a.id = b.account_id
+ WHERE a.tracked AND (a.posted, a.pending_debits) <> (b.posted, b.pending_debits);
+SELECT 'transfers posted / pending', count(*) FILTER (WHERE status = 'posted') || ' / '
+       || count(*) FILTER (WHERE status = 'pending'), true FROM ledger_transfers;
+SQL
+  )
+  ((ok)) || FAILED_SCENARIOS+=("$name")
+}
+
+# Completed-booking settlement: per booking a pending charge, then its capture, the
+# settlement to the owner's wallet and the owner's payout in one transaction; all three
+# transfers credit the one platform_revenue account (crates/loadgen/src/ledger.rs).
+# First through the Rust ledger API (rentify-loadgen ledger), then pgbench running the
+# same SQL (scripts/bench/ledger_settlement.sql) with as many connections, each on a
+# fresh database; then the ratio of the two.
+ledger_scenarios() {
+  local name wanted=0 rust_tps="" pg_tps=""
+  for name in "${LEDGER_SCENARIOS[@]}"; do
+    SEEN[$name]=1
+    ledger_wanted "$name" && wanted=1
+  done
+  ((wanted)) || return 0
+  local sync_args=() pg_options=""
+  if [[ -n ${BENCH_LEDGER_SYNC_COMMIT:-} ]]; then
+    sync_args=(--synchronous-commit "$BENCH_LEDGER_SYNC_COMMIT")
+    pg_options="-c synchronous_commit=$BENCH_LEDGER_SYNC_COMMIT"
+  fi
+
+  if ledger_wanted ledger_settlement; then
+    ledger_setup
+    local out status=0
+    out=$(mktemp)
+    "$LOADGEN" ledger --database-url "$LEDGER_DATABASE_URL" --connections "$LEDGER_CONNECTIONS" \
+      --duration "$DURATION" --warmup "$WARMUP" "${sync_args[@]}" \
+      $([[ ${BENCH_JSON:-0} == 1 ]] && echo --json) >"$out" &
+    LOADGEN_PID=$!
+    wait "$LOADGEN_PID" || status=$?
+    LOADGEN_PID=""
+    cat "$out"
+    if [[ ${BENCH_JSON:-0} == 1 ]]; then
+      rust_tps=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["transfers_per_s"])' <"$out")
+    else
+      rust_tps=$(awk '$1 == "throughput" { print $2 }' "$out")
+      echo
+    fi
+    rm -f "$out"
+    ((status == 0)) || FAILED_SCENARIOS+=(ledger_settlement)
+  fi
+
+  if ledger_wanted pgbench_ledger_settlement; then
+    ledger_setup
+    local defines=(-D owners="$LEDGER_OWNERS") kind id out
+    for kind in revenue:platform_revenue escrow:escrow clearing:gateway_clearing payouts:payouts_pending; do
+      id=$(psql "$LEDGER_DATABASE_URL" -XAtq -c "SELECT id FROM ledger_accounts
+        WHERE kind = '${kind#*:}' AND owner_id IS NULL AND currency = 'EUR'")
+      defines+=(-D "${kind%%:*}=$id")
+    done
+    local pgbench_args=(-n -M prepared -c "$LEDGER_CONNECTIONS" -j 2 "${defines[@]}"
+      -f scripts/bench/ledger_settlement.sql)
+    echo "scenario    pgbench_ledger_settlement  (scripts/bench/ledger_settlement.sql, $LEDGER_CONNECTIONS clients, -M prepared, synchronous_commit=${BENCH_LEDGER_SYNC_COMMIT:-server default})"
+    # Warm-up run (discarded), then the measured one; one pgbench transaction is one
+    # booking, i.e. 3 transfers.
+    PGOPTIONS=$pg_options pgbench "${pgbench_args[@]}" -T "$((WARMUP > 0 ? WARMUP : 1))" \
+      "$LEDGER_DATABASE_URL" >/dev/null 2>&1 || true
+    out=$(mktemp)
+    PGOPTIONS=$pg_options pgbench "${pgbench_args[@]}" -T "$DURATION" "$LEDGER_DATABASE_URL" >"$out" 2>&1 ||
+      FAILED_SCENARIOS+=(pgbench_ledger_settlement)
+    local bookings
+    bookings=$(awk '/^tps = / { print $3 }' "$out")
+    awk '/latency average|failed transactions|actually processed/ { print "            " $0 }' "$out"
+    if [[ -n $bookings ]]; then
+      pg_tps=$(awk -v b="$bookings" 'BEGIN { printf "%.1f", 3 * b }')
+      echo "throughput  $pg_tps transfers/s  ($bookings bookings/s)"
+    else
+      tail -n 5 "$out" >&2
+      FAILED_SCENARIOS+=(pgbench_ledger_settlement)
+    fi
+    rm -f "$out"
+    ledger_checks pgbench_ledger_settlement
+    echo
+  fi
+
+  if [[ -n $rust_tps && -n $pg_tps ]]; then
+    awk -v r="$rust_tps" -v p="$pg_tps" 'BEGIN {
+      printf "ledger      rentify-loadgen %.0f vs pgbench %.0f transfers/s: %.0f %% of pgbench\n\n", r, p, 100 * r / p }'
+  fi
+}
+
 # ---------------------------------------------------------------- report helpers
 
 status_field() { awk -v k="$1:" '$1 == k { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
@@ -277,15 +420,25 @@ services_args=()
 [[ -n ${REDIS_URL:-}${NATS_URL:-} ]] || services_args+=(--no-optional)
 DATABASE_URL=$BENCH_DATABASE_URL scripts/dev-services.sh "${services_args[@]}"
 
-log "recreating database rentify_bench"
-psql "$PG_ADMIN_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+# The HTTP server is needed unless only ledger scenarios were asked for.
+NEED_SERVER=1
+if ((${#WANTED[@]} > 0)); then
+  NEED_SERVER=0
+  for name in "${!WANTED[@]}"; do
+    [[ " ${LEDGER_SCENARIOS[*]} " == *" $name "* ]] || NEED_SERVER=1
+  done
+fi
+
+if ((NEED_SERVER)); then
+  log "recreating database rentify_bench"
+  psql "$PG_ADMIN_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 DROP DATABASE IF EXISTS rentify_bench WITH (FORCE);
 CREATE DATABASE rentify_bench;
 SQL
-env "${server_env[@]}" "$RENTIFY" migrate
-env "${server_env[@]}" "$RENTIFY" seed --demo
-
-start_server
+  env "${server_env[@]}" "$RENTIFY" migrate
+  env "${server_env[@]}" "$RENTIFY" seed --demo
+  start_server
+fi
 echo
 echo "=== Rentify benchmarks: ${DURATION} s per scenario after ${WARMUP} s warm-up, concurrency $CONCURRENCY"
 echo
@@ -295,9 +448,13 @@ for name in "${!WANTED[@]}"; do
   [[ -n ${SEEN[$name]:-} ]] || log "warning: BENCH_SCENARIOS names unknown scenario '$name'"
 done
 
-print_memory
-print_machine
-stop_server
+if ((NEED_SERVER)); then
+  print_memory
+  print_machine
+  stop_server
+else
+  print_machine
+fi
 
 if ((${#FAILED_SCENARIOS[@]} > 0)); then
   die "every request failed in: ${FAILED_SCENARIOS[*]}"

@@ -9,7 +9,12 @@
 //! Exit status: 0 when at least one request succeeded, 1 when every request
 //! failed (a transport error or a status of 400 or above), 2 for bad
 //! arguments.
+//!
+//! `rentify-loadgen ledger …` is the other mode: no HTTP, the ledger
+//! settlement workload straight against PostgreSQL (see `ledger.rs`); exit
+//! status 1 when a transaction failed or the ledger checks after the run did.
 
+mod ledger;
 mod report;
 mod run;
 
@@ -29,6 +34,9 @@ use crate::run::{Config, RequestTemplate};
 /// of --url, `{{uuid}}` is replaced per request by a fresh UUIDv4 (each
 /// occurrence its own) and `{{seq}}` by a counter (0, 1, 2, ... across all
 /// workers, warm-up included).
+///
+/// `rentify-loadgen ledger --help`: the ledger settlement benchmark instead
+/// (PostgreSQL only, no HTTP).
 #[derive(Parser, Debug)]
 #[command(name = "rentify-loadgen", version)]
 struct Args {
@@ -101,7 +109,7 @@ struct Args {
     allow_non_loopback: bool,
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
@@ -110,6 +118,19 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "ledger")
+    {
+        let args = ledger::LedgerArgs::parse_from(std::env::args_os().skip(1));
+        return match ledger::main(args) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("rentify-loadgen ledger: {message}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let args = Args::parse();
     match start(args) {
         Ok(code) => code,
