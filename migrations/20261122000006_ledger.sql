@@ -166,6 +166,10 @@ $$;
 CREATE TRIGGER ledger_transfers_resolve BEFORE UPDATE ON ledger_transfers
     FOR EACH ROW EXECUTE FUNCTION ledger_transfer_resolve();
 
+-- The `a.id = ANY (ARRAY(...))` condition looks the transfer's accounts up
+-- by primary key: joined on `a.id = e.account_id` alone, the cached plan
+-- hashed the few entries and scanned every account (all the wallets) per
+-- posting, O(accounts) per capture (see docs/benchmarks.md, issue 5).
 CREATE FUNCTION ledger_transfer_resolved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.status = 'posted' THEN
@@ -175,13 +179,16 @@ BEGIN
           FROM (SELECT account_id, sum(amount) AS total,
                        coalesce(sum(amount) FILTER (WHERE amount < 0), 0) AS debits
                   FROM ledger_entries WHERE transfer_id = NEW.id GROUP BY account_id) e
-         WHERE a.id = e.account_id AND a.tracked;
+         WHERE a.id = ANY (ARRAY(SELECT account_id FROM ledger_entries WHERE transfer_id = NEW.id))
+           AND a.id = e.account_id AND a.tracked;
     ELSE
         UPDATE ledger_accounts a
            SET pending_debits = a.pending_debits + e.amount
           FROM (SELECT account_id, sum(amount) AS amount FROM ledger_entries
                  WHERE transfer_id = NEW.id AND amount < 0 GROUP BY account_id) e
-         WHERE a.id = e.account_id AND a.tracked;
+         WHERE a.id = ANY (ARRAY(SELECT account_id FROM ledger_entries
+                                  WHERE transfer_id = NEW.id AND amount < 0))
+           AND a.id = e.account_id AND a.tracked;
     END IF;
     RETURN NULL;
 END;

@@ -19,7 +19,7 @@
 #   BENCH_RACE_CLIENTS connections racing for the last 10 units (default 1000)
 #   BENCH_RACE_RATE    open-loop booking attempts/s offered by them (default 3200, the target)
 #   BENCH_DB_POOL      the server's DATABASE_MAX_CONNECTIONS (default 8; pgbench uses as many)
-#   BENCH_LEDGER_CONNECTIONS  connections of ledger_settlement and its pgbench twin (default 32)
+#   BENCH_LEDGER_CONNECTIONS  connections of ledger_settlement and its pgbench twin (default 16)
 #   BENCH_LEDGER_OWNERS       owner wallets the settlements spread over (default 1000)
 #   BENCH_LEDGER_SYNC_COMMIT  if set (e.g. off), SET synchronous_commit per session for both
 #                      ledger scenarios (reported; the server's setting is never changed)
@@ -264,7 +264,9 @@ pgbench_booking_race() {
 # ---------------------------------------------------------------- ledger (issue 5)
 
 LEDGER_DATABASE_URL=postgres://postgres@127.0.0.1:5432/rentify_bench_ledger
-LEDGER_CONNECTIONS=${BENCH_LEDGER_CONNECTIONS:-32}
+# 16: on 2 cores 8 leaves the CPUs idle during WAL flushes and 32 context-switches
+# (docs/benchmarks.md, issue 5).
+LEDGER_CONNECTIONS=${BENCH_LEDGER_CONNECTIONS:-16}
 LEDGER_OWNERS=${BENCH_LEDGER_OWNERS:-1000}
 LEDGER_SCENARIOS=(ledger_settlement pgbench_ledger_settlement)
 
@@ -274,7 +276,7 @@ ledger_wanted() { ((${#WANTED[@]} == 0)) || [[ -n ${WANTED[$1]:-} ]]; }
 # accounts and BENCH_LEDGER_OWNERS owner wallets (scripts/bench/ledger_setup.sql),
 # and a checkpoint so that no run starts with the previous one's dirty pages.
 ledger_setup() {
-  psql "$PG_ADMIN_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+  PGOPTIONS='-c client_min_messages=warning' psql "$PG_ADMIN_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 DROP DATABASE IF EXISTS rentify_bench_ledger WITH (FORCE);
 CREATE DATABASE rentify_bench_ledger;
 SQL
