@@ -39,7 +39,7 @@ CREATE TABLE ledger_accounts (
     pending_debits bigint NOT NULL DEFAULT 0,
     created_at     timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT ledger_accounts_one_per_kind UNIQUE NULLS NOT DISTINCT (kind, owner_id, currency),
-    CONSTRAINT ledger_accounts_id_currency UNIQUE (id, currency),
+    CONSTRAINT ledger_accounts_id_currency_tracked UNIQUE (id, currency, tracked),
     CONSTRAINT ledger_wallet_owned CHECK ((kind = 'wallet') = (owner_id IS NOT NULL)),
     CONSTRAINT ledger_no_overdraft CHECK (NOT tracked OR posted - pending_debits >= 0),
     CONSTRAINT ledger_untracked_no_balance CHECK (tracked OR (posted = 0 AND pending_debits = 0))
@@ -61,6 +61,11 @@ CREATE TABLE ledger_transfers (
     -- The gateway's id of the operation (charge, refund, payout), if any.
     provider_ref text,
     description  text NOT NULL DEFAULT '',
+    -- Whether an entry is on a tracked account (a wallet). Only such
+    -- transfers need their running balances moved when they are posted or
+    -- voided; the entries trigger refuses a tracked entry on a transfer that
+    -- does not say so, so the flag cannot be used to skip a balance.
+    has_tracked  boolean NOT NULL DEFAULT false,
     created_at   timestamptz NOT NULL DEFAULT now(),
     resolved_at  timestamptz,
     CONSTRAINT ledger_transfers_id_currency UNIQUE (id, currency)
@@ -76,9 +81,12 @@ CREATE TABLE ledger_entries (
     account_id  uuid NOT NULL,
     currency    char(3) NOT NULL,
     amount      bigint NOT NULL CHECK (amount <> 0),
+    -- The account's `tracked`, checked by the foreign key: lets the
+    -- triggers skip house accounts without looking them up.
+    tracked     boolean NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     FOREIGN KEY (transfer_id, currency) REFERENCES ledger_transfers (id, currency),
-    FOREIGN KEY (account_id, currency) REFERENCES ledger_accounts (id, currency)
+    FOREIGN KEY (account_id, currency, tracked) REFERENCES ledger_accounts (id, currency, tracked)
 );
 CREATE INDEX ledger_entries_transfer ON ledger_entries (transfer_id);
 CREATE INDEX ledger_entries_account ON ledger_entries (account_id, id);
@@ -88,21 +96,30 @@ CREATE FUNCTION ledger_entry_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_status  text;
     v_created timestamptz;
+    v_tracked boolean;
 BEGIN
-    SELECT status, created_at INTO v_status, v_created FROM ledger_transfers WHERE id = NEW.transfer_id;
+    SELECT status, created_at, has_tracked INTO v_status, v_created, v_tracked
+      FROM ledger_transfers WHERE id = NEW.transfer_id;
     -- `now()` is the transaction's start: equal only for a transfer created
     -- in this very transaction.
     IF v_created IS DISTINCT FROM now() THEN
         RAISE EXCEPTION 'ledger entries may only be added in the transaction that creates their transfer'
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_with_transfer';
     END IF;
-    IF v_status = 'posted' THEN
-        UPDATE ledger_accounts SET posted = posted + NEW.amount WHERE id = NEW.account_id AND tracked;
-    ELSIF v_status = 'pending' AND NEW.amount < 0 THEN
-        UPDATE ledger_accounts SET pending_debits = pending_debits - NEW.amount WHERE id = NEW.account_id AND tracked;
-    ELSIF v_status = 'voided' THEN
+    IF v_status = 'voided' THEN
         RAISE EXCEPTION 'a voided transfer takes no entries'
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_with_transfer';
+    END IF;
+    IF NEW.tracked THEN
+        IF NOT v_tracked THEN
+            RAISE EXCEPTION 'an entry on a tracked account needs a transfer with has_tracked'
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_with_transfer';
+        END IF;
+        IF v_status = 'posted' THEN
+            UPDATE ledger_accounts SET posted = posted + NEW.amount WHERE id = NEW.account_id;
+        ELSIF NEW.amount < 0 THEN
+            UPDATE ledger_accounts SET pending_debits = pending_debits - NEW.amount WHERE id = NEW.account_id;
+        END IF;
     END IF;
     RETURN NEW;
 END;
@@ -154,6 +171,7 @@ BEGIN
        OR (NEW.id, NEW.kind, NEW.currency, NEW.amount, NEW.created_at)
           IS DISTINCT FROM (OLD.id, OLD.kind, OLD.currency, OLD.amount, OLD.created_at)
        OR NEW.booking_id IS DISTINCT FROM OLD.booking_id
+       OR NEW.has_tracked IS DISTINCT FROM OLD.has_tracked
        OR NEW.user_id IS DISTINCT FROM OLD.user_id THEN
         RAISE EXCEPTION 'ledger transfer %: only pending → posted|voided is allowed (was %, asked %)',
             OLD.id, OLD.status, NEW.status
@@ -178,23 +196,26 @@ BEGIN
                pending_debits = a.pending_debits + e.debits
           FROM (SELECT account_id, sum(amount) AS total,
                        coalesce(sum(amount) FILTER (WHERE amount < 0), 0) AS debits
-                  FROM ledger_entries WHERE transfer_id = NEW.id GROUP BY account_id) e
-         WHERE a.id = ANY (ARRAY(SELECT account_id FROM ledger_entries WHERE transfer_id = NEW.id))
-           AND a.id = e.account_id AND a.tracked;
+                  FROM ledger_entries WHERE transfer_id = NEW.id AND tracked GROUP BY account_id) e
+         WHERE a.id = ANY (ARRAY(SELECT account_id FROM ledger_entries
+                                  WHERE transfer_id = NEW.id AND tracked))
+           AND a.id = e.account_id;
     ELSE
         UPDATE ledger_accounts a
            SET pending_debits = a.pending_debits + e.amount
           FROM (SELECT account_id, sum(amount) AS amount FROM ledger_entries
-                 WHERE transfer_id = NEW.id AND amount < 0 GROUP BY account_id) e
+                 WHERE transfer_id = NEW.id AND tracked AND amount < 0 GROUP BY account_id) e
          WHERE a.id = ANY (ARRAY(SELECT account_id FROM ledger_entries
-                                  WHERE transfer_id = NEW.id AND amount < 0))
-           AND a.id = e.account_id AND a.tracked;
+                                  WHERE transfer_id = NEW.id AND tracked AND amount < 0))
+           AND a.id = e.account_id;
     END IF;
     RETURN NULL;
 END;
 $$;
+-- Transfers between house accounts only (most of them) move no running
+-- balance: the trigger does not even fire for them.
 CREATE TRIGGER ledger_transfers_resolved AFTER UPDATE ON ledger_transfers
-    FOR EACH ROW EXECUTE FUNCTION ledger_transfer_resolved();
+    FOR EACH ROW WHEN (NEW.has_tracked) EXECUTE FUNCTION ledger_transfer_resolved();
 
 -- Posts (or holds, with p_status 'pending') a transfer in one call:
 -- `p_accounts[i]` receives `p_amounts[i]` (negative: gives). Used by the
@@ -214,13 +235,17 @@ CREATE FUNCTION ledger_transfer(
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO ledger_transfers (id, kind, status, currency, amount, booking_id, user_id,
-                                  intent_id, provider_ref, description)
+                                  intent_id, provider_ref, description, has_tracked)
     SELECT p_id, p_kind, p_status, p_currency, sum(a) FILTER (WHERE a > 0), p_booking_id,
-           p_user_id, p_intent_id, p_provider_ref, coalesce(p_description, '')
+           p_user_id, p_intent_id, p_provider_ref, coalesce(p_description, ''),
+           EXISTS (SELECT 1 FROM ledger_accounts WHERE id = ANY (p_accounts) AND tracked)
       FROM unnest(p_amounts) a;
-    INSERT INTO ledger_entries (transfer_id, account_id, currency, amount)
-    SELECT p_id, acc, p_currency, amt FROM unnest(p_accounts, p_amounts) AS u(acc, amt)
-     WHERE amt <> 0;
+    -- An unknown account keeps `tracked` false and fails the foreign key.
+    INSERT INTO ledger_entries (transfer_id, account_id, currency, amount, tracked)
+    SELECT p_id, u.acc, p_currency, u.amt, coalesce(a.tracked, false)
+      FROM unnest(p_accounts, p_amounts) AS u(acc, amt)
+      LEFT JOIN ledger_accounts a ON a.id = u.acc
+     WHERE u.amt <> 0;
 END;
 $$;
 

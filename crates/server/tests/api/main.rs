@@ -31,6 +31,7 @@ mod openapi;
 mod pagination;
 mod payments_bookings;
 mod payments_invariants;
+mod payments_ledger;
 mod payments_reconcile;
 mod payments_wallet;
 mod rate_limits;
