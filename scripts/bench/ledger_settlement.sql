@@ -1,6 +1,6 @@
 -- One completed booking's settlement for pgbench: the SQL rentify-loadgen
 -- ledger sends through rentify_payments::ledger (crates/loadgen/src/ledger.rs),
--- in the same two transactions, on the accounts of ledger_setup.sql.
+-- in the same two statements, on the accounts of ledger_setup.sql.
 -- pgbench counts one "transaction" per run of this script, i.e. per booking
 -- (three transfers, all crediting platform_revenue).
 --
@@ -32,17 +32,18 @@ LATERAL ledger_transfer(ids.charge, 'charge', 'pending', 'EUR',
     ids.booking, ('00000000-0000-4000-c000-' || lpad(:n::text, 12, '0'))::uuid,
     NULL, NULL, 'authorization hold') \gset
 
--- 2. settle: capture, settlement, payout, committed together.
-BEGIN;
-UPDATE ledger_transfers SET status = 'posted' WHERE id = :charge AND status = 'pending';
-SELECT ledger_transfer(bench_uuidv7(), 'settlement', 'posted', 'EUR',
+-- 2. settle: capture, settlement, payout, committed together in one
+--    statement (rentify_payments::ledger::batch).
+WITH posted AS (UPDATE ledger_transfers SET status = 'posted'
+                 WHERE id = ANY (ARRAY[:charge]::uuid[]) AND status = 'pending' RETURNING id)
+SELECT ledger_batch_posted((SELECT count(*) FROM posted), 1),
+  ledger_transfer(bench_uuidv7(), 'settlement', 'posted', 'EUR',
     ARRAY[:escrow, ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid, :revenue]::uuid[],
     ARRAY[:neg_subtotal, :earnings, :commission]::bigint[],
     :booking, ('00000000-0000-4000-9000-' || lpad(:n::text, 12, '0'))::uuid,
-    NULL, NULL, 'escrow settled to the owner and the platform');
-SELECT ledger_transfer(bench_uuidv7(), 'payout', 'posted', 'EUR',
+    NULL, NULL, 'escrow settled to the owner and the platform'),
+  ledger_transfer(bench_uuidv7(), 'payout', 'posted', 'EUR',
     ARRAY[('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid, :payouts, :revenue]::uuid[],
     ARRAY[:neg_earnings, :payout_net, :payout_fee]::bigint[],
     NULL, ('00000000-0000-4000-9000-' || lpad(:n::text, 12, '0'))::uuid,
     NULL, NULL, 'payout of earnings');
-COMMIT;

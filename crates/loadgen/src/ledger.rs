@@ -10,10 +10,11 @@
 //!    `pending` charge, gateway clearing → escrow (the rent) + platform revenue
 //!    (the renter's service fee);
 //! 2. **settle** (the booking completed: capture, settlement and payout commit
-//!    together or not at all): `ledger::post` of that charge (the capture),
-//!    a `settlement` escrow → the owner's wallet (tracked, one of N at random)
-//!    + platform revenue (the commission), and a `payout` owner's wallet →
-//!    payouts pending + platform revenue (the payout fee).
+//!    together or not at all, in one statement through `ledger::batch`): the
+//!    posting of that charge (the capture), a `settlement` escrow → the
+//!    owner's wallet (tracked, one of N at random) and platform revenue (the
+//!    commission), and a `payout` owner's wallet → payouts pending and
+//!    platform revenue (the payout fee).
 //!
 //! So every one of the three transfers of a booking credits the one
 //! platform-revenue account, and the wallet's running balance (the no-overdraft
@@ -35,7 +36,7 @@ use hdrhistogram::Histogram;
 use rentify_payments::ledger::{self, Leg, NewTransfer, Phase, TransferKind};
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{ConnectOptions, PgConnection};
 use uuid::Uuid;
 
 use crate::parse_seconds;
@@ -213,7 +214,7 @@ async fn settle_one(
     let booking = Uuid::now_v7();
 
     let started = Instant::now();
-    let mut charge = NewTransfer {
+    let charge = NewTransfer {
         kind: TransferKind::Charge,
         phase: Phase::Pending,
         currency,
@@ -234,37 +235,33 @@ async fn settle_one(
         .map_err(|e| format!("authorize: {e}"))?;
     let authorized = Instant::now();
 
-    let mut tx = conn.begin().await.map_err(|e| format!("begin: {e}"))?;
-    if !ledger::post(&mut tx, charge_id)
+    // Capture, settlement and payout: one statement, committed together.
+    let settlement = NewTransfer {
+        kind: TransferKind::Settlement,
+        phase: Phase::Posted,
+        legs: vec![
+            leg(accounts.escrow, -a.subtotal),
+            leg(wallet, a.earnings),
+            leg(accounts.revenue, a.commission),
+        ],
+        user_id: Some(owner),
+        description: "escrow settled to the owner and the platform",
+        ..charge.clone()
+    };
+    let payout = NewTransfer {
+        kind: TransferKind::Payout,
+        legs: vec![
+            leg(wallet, -a.earnings),
+            leg(accounts.payouts_pending, a.earnings - PAYOUT_FEE),
+            leg(accounts.revenue, PAYOUT_FEE),
+        ],
+        booking_id: None,
+        description: "payout of earnings",
+        ..settlement.clone()
+    };
+    ledger::batch(&mut *conn, &[charge_id], &[settlement, payout])
         .await
-        .map_err(|e| format!("capture: {e}"))?
-    {
-        return Err(format!("capture: charge {charge_id} was not pending"));
-    }
-    charge.kind = TransferKind::Settlement;
-    charge.phase = Phase::Posted;
-    charge.legs = vec![
-        leg(accounts.escrow, -a.subtotal),
-        leg(wallet, a.earnings),
-        leg(accounts.revenue, a.commission),
-    ];
-    charge.user_id = Some(owner);
-    charge.description = "escrow settled to the owner and the platform";
-    ledger::transfer(&mut tx, charge.clone())
-        .await
-        .map_err(|e| format!("settlement: {e}"))?;
-    charge.kind = TransferKind::Payout;
-    charge.legs = vec![
-        leg(wallet, -a.earnings),
-        leg(accounts.payouts_pending, a.earnings - PAYOUT_FEE),
-        leg(accounts.revenue, PAYOUT_FEE),
-    ];
-    charge.booking_id = None;
-    charge.description = "payout of earnings";
-    ledger::transfer(&mut tx, charge)
-        .await
-        .map_err(|e| format!("payout: {e}"))?;
-    tx.commit().await.map_err(|e| format!("commit: {e}"))?;
+        .map_err(|e| format!("settle: {e}"))?;
     let settled = Instant::now();
     Ok((authorized - started, settled - authorized))
 }

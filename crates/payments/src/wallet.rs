@@ -147,7 +147,7 @@ pub async fn get_wallet(
             sqlx::query_as(
                 "SELECT e.transfer_id, t.kind, e.amount, t.status, e.created_at
                    FROM ledger_entries e JOIN ledger_transfers t ON t.id = e.transfer_id
-                  WHERE e.account_id = $1
+                  WHERE e.account_id = $1 AND e.tracked
                   ORDER BY e.id DESC LIMIT $2",
             )
             .bind(account)
@@ -432,7 +432,7 @@ pub mod fraud {
                    FROM ledger_accounts a
                    JOIN ledger_entries e ON e.account_id = a.id
                    JOIN ledger_transfers t ON t.id = e.transfer_id
-                  WHERE a.kind = 'wallet' AND a.owner_id = $1 AND a.currency = $2",
+                  WHERE a.kind = 'wallet' AND a.owner_id = $1 AND a.currency = $2 AND e.tracked",
             )
             .bind(user_id)
             .bind(currency)
