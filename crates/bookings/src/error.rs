@@ -112,7 +112,8 @@ impl From<anyhow::Error> for BookingError {
 impl From<sqlx::Error> for BookingError {
     /// A constraint that guards a slot becomes 409 `booking_conflict`; a
     /// deadlock or serialization failure between concurrent bookings too
-    /// (the client retries). Anything else is ours.
+    /// (the client retries). A saturated pool or a lost connection is 503
+    /// (`ApiError`'s mapping). Anything else is ours.
     fn from(error: sqlx::Error) -> Self {
         if let Some(db) = error.as_database_error() {
             match db.constraint() {
@@ -129,8 +130,11 @@ impl From<sqlx::Error> for BookingError {
             if matches!(db.code().as_deref(), Some("40P01" | "40001")) {
                 return Self::Conflict;
             }
+            return Self::Internal(error.into());
         }
-        Self::Internal(error.into())
+        // A saturated pool or a lost connection: the platform's 503 with
+        // Retry-After, not a 500.
+        Self::Api(ApiError::from(error))
     }
 }
 
