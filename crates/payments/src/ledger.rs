@@ -399,8 +399,13 @@ pub async fn wallet_balance(
 
 /// Account ids by (kind, owner, currency). They never change once created,
 /// so a process caches them for good. Accounts are created in their own
-/// committed statement (on the pool, not the caller's transaction), so a
-/// cached id always exists whatever the caller's transaction does.
+/// committed statement, not in the caller's transaction, so a cached id
+/// always exists whatever the caller's transaction does.
+///
+/// That statement runs on a pool of its own (two connections): callers
+/// look accounts up while holding row locks, and waiting there behind a
+/// saturated API pool stalled every request queued behind those locks (the
+/// 1000-client booking race, until this pool).
 pub struct Accounts {
     pool: sqlx::PgPool,
     cache: RwLock<HashMap<AccountKey, Uuid>>,
@@ -410,9 +415,15 @@ pub struct Accounts {
 type AccountKey = (AccountKind, Option<Uuid>, String);
 
 impl Accounts {
+    /// Uses `pool`'s connection settings for its own small pool.
     pub fn new(pool: sqlx::PgPool) -> Self {
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_lazy_with((*pool.connect_options()).clone());
         Self {
-            pool,
+            pool: own,
             cache: RwLock::default(),
         }
     }
