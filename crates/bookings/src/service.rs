@@ -629,7 +629,9 @@ async fn authorize_payment(
             }
         }
     };
-    if let Some(key) = key {
+    // A decision stored its own answer with the booking (`payment::decide`);
+    // only the 202 of an unanswered authorization is stored here.
+    if let Some(key) = key.filter(|_| status == 202) {
         sqlx::query(
             "UPDATE idempotency_keys SET response_status = $3, response_body = $4
               WHERE principal = $1 AND key = $2",

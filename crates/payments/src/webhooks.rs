@@ -164,6 +164,24 @@ pub async fn apply(p: &Payments, event: &WebhookEvent) -> PaymentResult<&'static
     };
     let data = &event.data;
     match event.event_type.as_str() {
+        // Already applied (usually from the call's own answer): nothing to
+        // lock. A success for a released authorization still goes through,
+        // to be voided again.
+        "payment_intent.authorized"
+            if intent.purpose == "booking"
+                && matches!(intent.status.as_str(), "authorized" | "captured") =>
+        {
+            Ok("ignored")
+        }
+        "payment_intent.authorization_failed"
+            if intent.purpose == "booking"
+                && !matches!(
+                    intent.status.as_str(),
+                    "authorizing" | "expired" | "voiding"
+                ) =>
+        {
+            Ok("ignored")
+        }
         "payment_intent.authorized" | "payment_intent.authorization_failed"
             if intent.purpose == "booking" =>
         {
