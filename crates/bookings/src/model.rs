@@ -94,6 +94,11 @@ pub struct BookingRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A query returning [`BookingRow`]s, for helpers that take a filter and
+/// its binds (the timers' expiry).
+pub type BookingQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, BookingRow, sqlx::postgres::PgArguments>;
+
 /// The column list of [`BookingRow`], for `SELECT` and `RETURNING`.
 pub const COLUMNS: &str =
     "id, listing_id, renter_id, owner_id, parent_id, unit, status, status_reason,

@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::{
     Bookings, Inner,
     error::{BookingError, BookingResult},
-    model::{BookingRow, COLUMNS},
+    model::{BookingQuery, BookingRow, COLUMNS},
     pricing::Fees,
     service,
     state::Status,
@@ -63,13 +63,14 @@ impl BookingSaga for Saga {
         &self,
         intent_id: Uuid,
         outcome: Result<(), (String, String)>,
+        provider_intent_id: Option<&str>,
     ) -> anyhow::Result<()> {
         let inner = self
             .bookings
             .upgrade()
             .ok_or_else(|| anyhow::anyhow!("the bookings module is gone"))?;
         let b = Bookings { inner };
-        decide(&b, intent_id, outcome, None)
+        decide(&b, intent_id, outcome, provider_intent_id)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
@@ -376,14 +377,7 @@ pub(crate) async fn expire_unpaid_where(
     money: &PaymentJobs,
     conn: &mut PgConnection,
     filter: &str,
-    bind: impl FnOnce(
-        sqlx::query::QueryAs<'_, sqlx::Postgres, BookingRow, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryAs<
-        '_,
-        sqlx::Postgres,
-        BookingRow,
-        sqlx::postgres::PgArguments,
-    >,
+    bind: impl FnOnce(BookingQuery<'_>) -> BookingQuery<'_>,
 ) -> BookingResult<usize> {
     let sql = format!(
         "WITH overdue AS (

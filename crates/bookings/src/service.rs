@@ -33,7 +33,7 @@ use crate::{
     Bookings,
     error::{BookingError, BookingResult, Rule},
     jobs::ApprovalTimeout,
-    model::{BookingRow, COLUMNS, DeliveryAddress, DeliveryMethod},
+    model::{BookingQuery, BookingRow, COLUMNS, DeliveryAddress, DeliveryMethod},
     payment,
     placement::{self, KeyClaim, Payment, Placed},
     pricing::{self, Fees, PriceRequest, ProtectionPlan, Quote},
@@ -1316,14 +1316,7 @@ async fn expire_where(
     conn: &mut PgConnection,
     money: &PaymentJobs,
     filter: &str,
-    bind: impl FnOnce(
-        sqlx::query::QueryAs<'_, sqlx::Postgres, BookingRow, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryAs<
-        '_,
-        sqlx::Postgres,
-        BookingRow,
-        sqlx::postgres::PgArguments,
-    >,
+    bind: impl FnOnce(BookingQuery<'_>) -> BookingQuery<'_>,
 ) -> BookingResult<usize> {
     let sql = format!(
         "WITH overdue AS (

@@ -242,10 +242,11 @@ async fn run_locked(p: &Payments, booking_id: Uuid, task: &MoneyTask) -> Payment
             }
             let description = format!("Rentify booking {booking_id}");
             let answer = intents::request_authorization(p, intent.id, false, &description).await?;
+            let provider = answer.as_ref().ok().map(|s| s.provider_intent_id.as_str());
             match intents::authorization_outcome(&answer) {
                 Some(outcome) => {
                     p.booking_saga()?
-                        .authorization_decided(intent.id, outcome)
+                        .authorization_decided(intent.id, outcome, provider)
                         .await?
                 }
                 None => return Err(PaymentError::ProviderUnavailable),

@@ -57,11 +57,13 @@ pub fn routes() -> OpenApiRouter<PlatformState> {
 #[async_trait::async_trait]
 pub trait BookingSaga: Send + Sync + 'static {
     /// The gateway answered the authorization of `intent_id` (a booking's):
-    /// `Ok` authorized, `Err((code, message))` declined. Idempotent.
+    /// `Ok` authorized, `Err((code, message))` declined, with the gateway's
+    /// id of the intent when the answer carries it. Idempotent.
     async fn authorization_decided(
         &self,
         intent_id: uuid::Uuid,
         outcome: Result<(), (String, String)>,
+        provider_intent_id: Option<&str>,
     ) -> anyhow::Result<()>;
 }
 

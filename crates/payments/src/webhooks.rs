@@ -185,16 +185,6 @@ pub async fn apply(p: &Payments, event: &WebhookEvent) -> PaymentResult<&'static
         "payment_intent.authorized" | "payment_intent.authorization_failed"
             if intent.purpose == "booking" =>
         {
-            if data.provider_intent_id.is_some() && intent.provider_intent_id.is_none() {
-                sqlx::query(
-                    "UPDATE payment_intents SET provider_intent_id = $2
-                      WHERE id = $1 AND provider_intent_id IS NULL",
-                )
-                .bind(intent.id)
-                .bind(&data.provider_intent_id)
-                .execute(p.db())
-                .await?;
-            }
             let outcome = if event.event_type == "payment_intent.authorized" {
                 Ok(())
             } else {
@@ -208,7 +198,7 @@ pub async fn apply(p: &Payments, event: &WebhookEvent) -> PaymentResult<&'static
                 ))
             };
             p.booking_saga()?
-                .authorization_decided(intent.id, outcome)
+                .authorization_decided(intent.id, outcome, data.provider_intent_id.as_deref())
                 .await?;
             Ok("applied")
         }
