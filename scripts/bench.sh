@@ -10,7 +10,7 @@
 # 6. prints the server's peak and current RSS and the machine, then stops the server
 #    with SIGTERM (it is killed on any exit, even an interrupted one).
 #
-# Usage: scripts/bench.sh
+# Usage: scripts/bench.sh [SCENARIO...]   (names to run, as in BENCH_SCENARIOS; default all)
 # Environment (all optional):
 #   BENCH_DURATION     measured seconds per scenario (default 10)
 #   BENCH_WARMUP       unmeasured seconds before each scenario (default 2)
@@ -23,17 +23,26 @@
 #   BENCH_LEDGER_OWNERS       owner wallets the settlements spread over (default 1000)
 #   BENCH_LEDGER_SYNC_COMMIT  if set (e.g. off), SET synchronous_commit per session for both
 #                      ledger scenarios (reported; the server's setting is never changed)
+#   BENCH_EVENTS_RATE  events/s offered to events_outbox and events_jetstream (default 12000)
+#   BENCH_EVENTS_BATCH events per consumer transaction (EVENTS_BATCH_SIZE; default 500)
 #   BENCH_JSON=1       one JSON object per scenario instead of text
 #   BENCH_PORT         port of the server under test (default 18080)
 #   REDIS_URL, NATS_URL  passed to the server; empty (the default) = in-process
 #                      stand-ins, so e.g. /health/ready is one PostgreSQL round trip
 #   CARGO_TARGET_DIR   default ~/.cache/rentify-target
 # Exit status: 0, or 1 if the setup or any scenario failed (every request failed, or
-# for the ledger: a failed transaction or a ledger check).
+# for the ledger: a failed transaction or a ledger check; for the events: an event not
+# handled exactly once, or a backlog that did not drain).
 #
 # The ledger scenarios (issue 5) run against their own database rentify_bench_ledger,
 # recreated for each, without the HTTP server: when only they are selected in
 # BENCH_SCENARIOS the server is not started.
+#
+# The event scenarios (issue 6) likewise run without the server, on their own database
+# rentify_bench_events, recreated for each: rentify-loadgen events produces domain
+# events into the outbox at BENCH_EVENTS_RATE and runs the event consumers' runtime on
+# them, in-process (events_outbox) and on NATS JetStream (events_jetstream, at
+# ${NATS_URL:-nats://127.0.0.1:4222}; skipped when it does not answer).
 #
 # The load generator and the server share this machine's cores; its default of half
 # the CPUs for the load generator keeps the two from starving each other, and the
@@ -142,9 +151,9 @@ stop_server() {
 
 # ---------------------------------------------------------------- scenarios
 
-# BENCH_SCENARIOS as a set; empty = everything.
+# BENCH_SCENARIOS and the arguments as a set; empty = everything.
 declare -A WANTED=()
-for name in ${BENCH_SCENARIOS:-}; do WANTED[$name]=1; done
+for name in ${BENCH_SCENARIOS:-} "$@"; do WANTED[$name]=1; done
 declare -A SEEN=()
 FAILED_SCENARIOS=()
 
@@ -184,6 +193,7 @@ run_scenarios() {
   scenario health_ready GET /health/ready
   booking_scenarios
   ledger_scenarios
+  events_scenarios
   # Add scenarios here: scenario NAME METHOD PATH [loadgen args...]
 }
 
@@ -396,6 +406,88 @@ ledger_scenarios() {
   fi
 }
 
+# ---------------------------------------------------------------- events (issue 6)
+
+EVENTS_DATABASE_URL=postgres://postgres@127.0.0.1:5432/rentify_bench_events
+EVENTS_NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+EVENTS_SCENARIOS=(events_outbox events_jetstream)
+
+events_wanted() { ((${#WANTED[@]} == 0)) || [[ -n ${WANTED[$1]:-} ]]; }
+
+# A fresh rentify_bench_events migrated by the release binary, and a checkpoint so that
+# no run starts with the previous one's dirty pages.
+events_setup() {
+  PGOPTIONS='-c client_min_messages=warning' psql "$PG_ADMIN_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DROP DATABASE IF EXISTS rentify_bench_events WITH (FORCE);
+CREATE DATABASE rentify_bench_events;
+SQL
+  env DATABASE_URL="$EVENTS_DATABASE_URL" RUST_LOG=warn LOG_FORMAT=json "$RENTIFY" migrate >/dev/null
+  psql "$EVENTS_DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c CHECKPOINT
+}
+
+# Whether something accepts TCP connections at the host and port of a nats:// URL.
+nats_reachable() {
+  local hostport=${1#*://}
+  hostport=${hostport##*@}
+  hostport=${hostport%%[/,]*}
+  local host=${hostport%:*} port=${hostport##*:}
+  [[ $hostport == *:* ]] || port=4222
+  timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null
+}
+
+# events_run NAME [rentify-loadgen events args...]: one run on a fresh database.
+events_run() {
+  local name=$1 out status=0
+  shift
+  events_setup
+  out=$(mktemp)
+  "$LOADGEN" events --name "$name" --database-url "$EVENTS_DATABASE_URL" \
+    --rate "${BENCH_EVENTS_RATE:-12000}" --batch-size "${BENCH_EVENTS_BATCH:-500}" \
+    --duration "$DURATION" --warmup "$WARMUP" \
+    $([[ ${BENCH_JSON:-0} == 1 ]] && echo --json) "$@" >"$out" &
+  LOADGEN_PID=$!
+  wait "$LOADGEN_PID" || status=$?
+  LOADGEN_PID=""
+  cat "$out"
+  rm -f "$out"
+  [[ ${BENCH_JSON:-0} == 1 ]] || echo
+  ((status == 0)) || FAILED_SCENARIOS+=("$name")
+}
+
+# Outbox -> consumer (crates/loadgen/src/events.rs): 4 producer connections insert
+# booking/payment/listing/message events (20 per transaction, open loop on fixed
+# schedules) into the outbox of rentify_bench_events; one consumer (on `*`) runs on the
+# real runtime. Printed: the sustained handled rate, the lag (handling committed -
+# occurred_at) p50/p90/p99/max, the load generator's RSS, and the exactly-once checks.
+# events_outbox: in-process (a cursor per consumer, a batch per transaction).
+# events_jetstream: the NATS relay and a durable JetStream consumer, on a stream of the
+# run's own, deleted afterwards.
+events_scenarios() {
+  local name wanted=0
+  for name in "${EVENTS_SCENARIOS[@]}"; do
+    SEEN[$name]=1
+    events_wanted "$name" && wanted=1
+  done
+  ((wanted)) || return 0
+
+  if events_wanted events_outbox; then
+    events_run events_outbox
+  fi
+
+  if events_wanted events_jetstream; then
+    if nats_reachable "$EVENTS_NATS_URL"; then
+      events_run events_jetstream --nats-url "$EVENTS_NATS_URL"
+    else
+      if [[ ${BENCH_JSON:-0} == 1 ]]; then
+        echo '{"name":"events_jetstream","skipped":"NATS not reachable"}'
+      else
+        echo "scenario    events_jetstream  skipped: NATS not reachable at $EVENTS_NATS_URL (scripts/dev-services.sh starts it)"
+        echo
+      fi
+    fi
+  fi
+}
+
 # ---------------------------------------------------------------- report helpers
 
 status_field() { awk -v k="$1:" '$1 == k { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
@@ -422,12 +514,12 @@ services_args=()
 [[ -n ${REDIS_URL:-}${NATS_URL:-} ]] || services_args+=(--no-optional)
 DATABASE_URL=$BENCH_DATABASE_URL scripts/dev-services.sh "${services_args[@]}"
 
-# The HTTP server is needed unless only ledger scenarios were asked for.
+# The HTTP server is needed unless only ledger and event scenarios were asked for.
 NEED_SERVER=1
 if ((${#WANTED[@]} > 0)); then
   NEED_SERVER=0
   for name in "${!WANTED[@]}"; do
-    [[ " ${LEDGER_SCENARIOS[*]} " == *" $name "* ]] || NEED_SERVER=1
+    [[ " ${LEDGER_SCENARIOS[*]} ${EVENTS_SCENARIOS[*]} " == *" $name "* ]] || NEED_SERVER=1
   done
 fi
 

@@ -26,14 +26,20 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/rentify-target}
 scripts/dev-services.sh
 
 # Tools the tests call: openapi-spec-validator (PyPI) checks that the generated
-# document is valid OpenAPI 3.1. Installed once into a venv outside the clone.
+# document is valid OpenAPI 3.1; aiosmtpd (PyPI) is the real SMTP server the
+# notifications tests send email to. Installed once into a venv outside the clone.
 venv=${RENTIFY_VENV:-$HOME/.cache/rentify-venv}
 if [[ ! -x $venv/bin/openapi-spec-validator ]]; then
   echo "test.sh: installing openapi-spec-validator into $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator
 fi
+if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+  echo "test.sh: installing aiosmtpd into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check aiosmtpd
+fi
 export OPENAPI_SPEC_VALIDATOR=$venv/bin/openapi-spec-validator
+export AIOSMTPD_PYTHON=$venv/bin/python
 # A real OpenID provider (npm oidc-provider) for the OIDC sign-in tests; npm ci into ~/.cache.
 OIDC_PROVIDER_DIR=$(scripts/oidc-provider/install.sh)
 export OIDC_PROVIDER_DIR

@@ -10,6 +10,7 @@
 //! - [`payment`]: the payment saga (`pending_payment` until the card is
 //!   authorized; the money of each transition follows as a payments task).
 //! - [`jobs`]: the approval and payment timers.
+//! - [`support`]: the support case a dispute opens (an event consumer).
 //!
 //! Double booking is impossible by construction: a booking holds its unit
 //! through a `booked` availability window written in the same transaction
@@ -26,6 +27,7 @@ pub mod pricing;
 pub mod refund;
 pub mod service;
 pub mod state;
+pub mod support;
 
 use rentify_listings::terms::BookingTerms;
 use rentify_platform::PlatformState;
@@ -35,7 +37,12 @@ pub use jobs::BookingJobs;
 
 /// Every bookings route with its OpenAPI description.
 pub fn routes() -> OpenApiRouter<PlatformState> {
-    handlers::routes()
+    handlers::routes().merge(support::routes())
+}
+
+/// The bookings module's event consumers.
+pub fn consumers() -> Vec<rentify_events::Consumer> {
+    vec![support::consumer()]
 }
 
 /// The bookings module's services, shared by its handlers through

@@ -23,6 +23,7 @@ pub mod mfa;
 pub mod oidc;
 pub mod password;
 pub mod privacy;
+pub mod retention;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

@@ -13,7 +13,13 @@
 //! `rentify-loadgen ledger …` is the other mode: no HTTP, the ledger
 //! settlement workload straight against PostgreSQL (see `ledger.rs`); exit
 //! status 1 when a transaction failed or the ledger checks after the run did.
+//!
+//! `rentify-loadgen events …`: no HTTP either, domain events produced into the
+//! outbox at a fixed rate and handled by the event consumers' runtime,
+//! in-process or on NATS JetStream (see `events.rs`): throughput and lag;
+//! exit status 1 when an event was not handled exactly once.
 
+mod events;
 mod ledger;
 mod report;
 mod run;
@@ -36,7 +42,8 @@ use crate::run::{Config, RequestTemplate};
 /// workers, warm-up included).
 ///
 /// `rentify-loadgen ledger --help`: the ledger settlement benchmark instead
-/// (PostgreSQL only, no HTTP).
+/// (PostgreSQL only, no HTTP); `rentify-loadgen events --help`: the outbox →
+/// event consumers benchmark.
 #[derive(Parser, Debug)]
 #[command(name = "rentify-loadgen", version)]
 struct Args {
@@ -127,6 +134,19 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(message) => {
                 eprintln!("rentify-loadgen ledger: {message}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "events")
+    {
+        let args = events::EventsArgs::parse_from(std::env::args_os().skip(1));
+        return match events::main(args) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("rentify-loadgen events: {message}");
                 ExitCode::from(2)
             }
         };

@@ -2,10 +2,14 @@
 //! reaches Rentify; the client tokenizes with the processor and sends the
 //! token). The first card becomes the default one bookings charge.
 
-use axum::{Extension, Json, extract::Path, http::StatusCode};
+use axum::{Extension, Json, http::StatusCode};
 use chrono::{DateTime, Utc};
 use rentify_platform::{
-    ApiError, ApiResult, PlatformState, auth::UserCaller, error::ErrorEnvelope, ids::new_id,
+    ApiError, ApiResult, PlatformState,
+    auth::UserCaller,
+    error::ErrorEnvelope,
+    extract::{Json as JsonBody, Path},
+    ids::new_id,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -78,7 +82,7 @@ const SELECT: &str =
 pub async fn add_method(
     Extension(payments): Extension<Payments>,
     caller: UserCaller,
-    Json(input): Json<NewMethod>,
+    JsonBody(input): JsonBody<NewMethod>,
 ) -> ApiResult<(StatusCode, Json<PaymentMethod>)> {
     let token = input.token.trim();
     if token.is_empty() || token.len() > 200 {

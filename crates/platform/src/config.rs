@@ -38,6 +38,12 @@ pub struct Config {
     /// `NATS_URL`: when set, outbox events are relayed to NATS JetStream.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub nats_url: Option<SecretString>,
+    /// `NATS_STREAM`: the JetStream stream holding the domain events.
+    #[serde(default = "defaults::nats_stream")]
+    pub nats_stream: String,
+    /// `NATS_SUBJECT_PREFIX`: events are published on `<prefix>.<type>`.
+    #[serde(default = "defaults::nats_subject_prefix")]
+    pub nats_subject_prefix: String,
     /// `LOG_FORMAT`: `json` (default, for machines) or `pretty` (for people).
     #[serde(default)]
     pub log_format: LogFormat,
@@ -234,6 +240,52 @@ pub struct Config {
     /// deposit goes to review.
     #[serde(default = "defaults::fraud_deposit_withdraw_window_secs")]
     pub fraud_deposit_withdraw_window_secs: u64,
+    /// `EVENTS_BATCH_SIZE`: outbox events a consumer handles per transaction.
+    #[serde(default = "defaults::events_batch_size")]
+    pub events_batch_size: u32,
+    /// `EVENTS_POLL_MS`: how often an idle consumer looks for new events; it
+    /// bounds the lag of a quiet stream.
+    #[serde(default = "defaults::events_poll_ms")]
+    pub events_poll_ms: u64,
+    /// `EVENTS_MAX_ATTEMPTS`: attempts of a failing event before it becomes
+    /// a dead letter.
+    #[serde(default = "defaults::events_max_attempts")]
+    pub events_max_attempts: u32,
+    /// `EVENTS_RETRY_BASE_MS`: the first retry's delay; each next one doubles
+    /// (with jitter) up to `EVENTS_RETRY_MAX_SECS`.
+    #[serde(default = "defaults::events_retry_base_ms")]
+    pub events_retry_base_ms: u64,
+    /// `EVENTS_RETRY_MAX_SECS`: the longest delay between two attempts.
+    #[serde(default = "defaults::events_retry_max_secs")]
+    pub events_retry_max_secs: u64,
+    /// `EVENTS_BACKLOG_LIMIT`: unconsumed events above which non-critical
+    /// writes answer 503 `overloaded`.
+    #[serde(default = "defaults::events_backlog_limit")]
+    pub events_backlog_limit: u64,
+    /// `SMTP_URL`: the mail server, e.g. `smtp://127.0.0.1:1025` (plain) or
+    /// `smtps://user:pass@host` (TLS); unset records emails instead of
+    /// sending them (development transport).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub smtp_url: Option<SecretString>,
+    /// `EMAIL_FROM`: the sender of notification emails.
+    #[serde(default = "defaults::email_from")]
+    pub email_from: String,
+    /// `NOTIFICATIONS_MAX_ATTEMPTS`: attempts of a delivery (email, SMS,
+    /// push) before it is marked failed.
+    #[serde(default = "defaults::notifications_max_attempts")]
+    pub notifications_max_attempts: u32,
+    /// `NOTIFICATIONS_REVIEW_PROMPT_DELAY_SECS`: how long after a booking
+    /// completes both parties are asked for a review.
+    #[serde(default = "defaults::notifications_review_prompt_delay_secs")]
+    pub notifications_review_prompt_delay_secs: u64,
+    /// `RETENTION_EVENTS_DAYS`: outbox events and processed-event keys older
+    /// than this are deleted by the daily retention job.
+    #[serde(default = "defaults::retention_events_days")]
+    pub retention_events_days: u32,
+    /// `RETENTION_NOTIFICATIONS_DAYS`: read notifications and finished
+    /// deliveries older than this are deleted.
+    #[serde(default = "defaults::retention_notifications_days")]
+    pub retention_notifications_days: u32,
 }
 
 /// Where the service runs.
@@ -362,6 +414,39 @@ impl Config {
         {
             return Err(ConfigError(
                 "SANDBOX_*_PERCENT are percentages (0 to 100)".into(),
+            ));
+        }
+        if self.events_batch_size == 0
+            || self.events_poll_ms == 0
+            || self.events_max_attempts == 0
+            || self.events_retry_base_ms == 0
+            || self.events_retry_max_secs == 0
+            || self.events_backlog_limit == 0
+            || self.notifications_max_attempts == 0
+            || self.retention_events_days == 0
+            || self.retention_notifications_days == 0
+        {
+            return Err(ConfigError(
+                "EVENTS_*, NOTIFICATIONS_MAX_ATTEMPTS and RETENTION_*_DAYS must be at least 1"
+                    .into(),
+            ));
+        }
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !token(&self.nats_stream) || !token(&self.nats_subject_prefix) {
+            return Err(ConfigError(
+                "NATS_STREAM and NATS_SUBJECT_PREFIX are made of letters, digits, _ and -".into(),
+            ));
+        }
+        if let Some(smtp) = &self.smtp_url
+            && !smtp.expose_secret().starts_with("smtp://")
+            && !smtp.expose_secret().starts_with("smtps://")
+        {
+            return Err(ConfigError(
+                "SMTP_URL must start with smtp:// or smtps://".into(),
             ));
         }
         if self.worker_concurrency == 0 {
@@ -556,6 +641,45 @@ mod defaults {
     }
     pub fn fraud_deposit_withdraw_window_secs() -> u64 {
         3600
+    }
+    pub fn nats_stream() -> String {
+        "RENTIFY_EVENTS".into()
+    }
+    pub fn nats_subject_prefix() -> String {
+        "rentify".into()
+    }
+    pub fn events_batch_size() -> u32 {
+        500
+    }
+    pub fn events_poll_ms() -> u64 {
+        20
+    }
+    pub fn events_max_attempts() -> u32 {
+        8
+    }
+    pub fn events_retry_base_ms() -> u64 {
+        500
+    }
+    pub fn events_retry_max_secs() -> u64 {
+        3600
+    }
+    pub fn events_backlog_limit() -> u64 {
+        50_000
+    }
+    pub fn email_from() -> String {
+        "Rentify <no-reply@rentify.local>".into()
+    }
+    pub fn notifications_max_attempts() -> u32 {
+        5
+    }
+    pub fn notifications_review_prompt_delay_secs() -> u64 {
+        24 * 3600
+    }
+    pub fn retention_events_days() -> u32 {
+        90
+    }
+    pub fn retention_notifications_days() -> u32 {
+        180
     }
 
     pub fn host() -> IpAddr {

@@ -4,10 +4,13 @@
 
 use std::{future::Future, net::SocketAddr};
 
+use axum::middleware;
 use axum::{Extension, Router, http::HeaderValue};
 use rentify_bookings::Bookings;
+use rentify_events::Backlog;
 use rentify_identity::Identity;
 use rentify_listings::Listings;
+use rentify_notifications::Notifications;
 use rentify_payments::Payments;
 use rentify_platform::{PlatformState, config::Config, db, health, http};
 use tokio::net::TcpListener;
@@ -23,9 +26,17 @@ pub fn api_routes() -> OpenApiRouter<PlatformState> {
     OpenApiRouter::with_openapi(openapi::base())
         .merge(ops_routes())
         .merge(rentify_identity::routes())
-        .merge(rentify_listings::routes())
+        // Listing and notification writes can wait when the event consumers
+        // are behind; sign-in, bookings and payments cannot.
+        .merge(rentify_listings::routes().layer(middleware::from_fn(
+            rentify_events::backlog::shed_when_overloaded,
+        )))
         .merge(rentify_bookings::routes())
         .merge(rentify_payments::routes())
+        .merge(rentify_notifications::routes().layer(middleware::from_fn(
+            rentify_events::backlog::shed_when_overloaded,
+        )))
+        .merge(rentify_events::dead_letters::routes())
 }
 
 /// Health and metrics: served by the API and by `rentify worker`.
@@ -44,6 +55,9 @@ pub struct Modules {
     pub listings: Listings,
     pub bookings: Bookings,
     pub payments: Payments,
+    pub notifications: Notifications,
+    /// How far behind the event consumers are (measured by the API process).
+    pub backlog: Backlog,
 }
 
 impl Modules {
@@ -55,11 +69,14 @@ impl Modules {
         let listings = Listings::init(state).await?;
         let payments = Payments::init(state).await?;
         let bookings = Bookings::init(state, payments.clone()).await?;
+        let notifications = Notifications::init(state).await?;
         Ok(Self {
             identity,
             listings,
             bookings,
             payments,
+            notifications,
+            backlog: Backlog::new(state.config.events_backlog_limit),
         })
     }
 }
@@ -78,7 +95,9 @@ pub fn router_with(state: PlatformState, modules: Modules, extra: Router<Platfor
         .layer(Extension(modules.identity))
         .layer(Extension(modules.listings))
         .layer(Extension(modules.bookings))
-        .layer(Extension(modules.payments));
+        .layer(Extension(modules.payments))
+        .layer(Extension(modules.notifications))
+        .layer(Extension(modules.backlog));
     let docs = Router::from(SwaggerUi::new("/docs").url("/v1/openapi.json", document)).layer(
         SetResponseHeaderLayer::overriding(
             axum::http::header::CONTENT_SECURITY_POLICY,
@@ -165,6 +184,15 @@ impl Application {
             extra,
         } = self;
         let grace = state.config.shutdown_grace();
+        // Measure the consumers' backlog while serving, for backpressure.
+        let monitor = tokio_util::sync::CancellationToken::new();
+        let _stop_monitor = monitor.clone().drop_guard();
+        modules.backlog.spawn_monitor(
+            state.db.clone(),
+            crate::consumers::backlog_cursors(&state, &modules),
+            std::time::Duration::from_secs(1),
+            monitor,
+        );
         tracing::info!(addr = %listener.local_addr()?, docs = %format!("{}/docs", state.config.public_base_url), "serving the API");
         let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
         let draining_state = state.clone();

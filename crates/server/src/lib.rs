@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod cli;
+pub mod consumers;
 pub mod openapi;
+pub mod retention;
 pub mod seed;
 pub mod worker;

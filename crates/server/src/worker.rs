@@ -4,6 +4,7 @@
 
 use std::{future::Future, net::SocketAddr};
 
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
 use rentify_platform::{
@@ -25,10 +26,13 @@ pub enum OpsPort {
 /// Connections every job holds for as long as it runs: its worker's
 /// LISTEN connection and its scheduler's advisory lock.
 const HELD_PER_JOB: u32 = 2;
-/// Jobs this process runs (platform purge, thumbnails, approval timer,
-/// request sweep, booking money, payouts, reconciliation); keep in step
-/// with the `spawn` calls below.
-const JOBS: u32 = 7;
+/// Jobs this process runs (platform purge and retention, thumbnails,
+/// approval timer, request sweep, booking money, payouts, reconciliation)
+/// besides the notifications jobs; keep in step with the `spawn` calls below.
+const JOBS: u32 = 8;
+/// Connections an event consumer may hold at once: its batch's and a
+/// retry's.
+const HELD_PER_CONSUMER: u32 = 2;
 
 /// Runs every job until `shutdown` resolves, then drains. The jobs get
 /// their own pool, to the database of `pool`, sized for the connections
@@ -42,24 +46,45 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let api_pool = pool;
+    // The payments module calls the gateway from its jobs; its sandbox
+    // delivers webhooks to the API (PAYMENTS_WEBHOOK_URL).
+    let module_state = PlatformState::build(config.clone(), api_pool.clone()).await?;
+    let notifications = rentify_notifications::Notifications::init(&module_state).await?;
+    let consumers = crate::consumers::all(&notifications);
+    let jobs = JOBS + rentify_notifications::NotificationJobs::COUNT;
     let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(JOBS * (HELD_PER_JOB + config.worker_concurrency as u32))
+        .max_connections(
+            jobs * (HELD_PER_JOB + config.worker_concurrency as u32)
+                + consumers.len() as u32 * HELD_PER_CONSUMER,
+        )
         .min_connections(0)
         .connect_with((*api_pool.connect_options()).clone())
         .await?;
     let mut workers = Workers::new(config.worker_concurrency, config.job_poll_interval());
     let platform = PlatformJobs::build(pool.clone(), config.idempotency_ttl_hours).await?;
     platform.spawn(&mut workers);
+    crate::retention::RetentionJob::build(pool.clone(), &config)
+        .await?
+        .spawn(&mut workers);
     let media = rentify_listings::media::Media::init(&config, pool.clone()).await?;
     media.spawn(&mut workers);
-    // The payments module calls the gateway from its jobs; its sandbox
-    // delivers webhooks to the API (PAYMENTS_WEBHOOK_URL).
-    let payments_state = PlatformState::build(config.clone(), api_pool.clone()).await?;
-    let payments = rentify_payments::Payments::init(&payments_state).await?;
+    let payments = rentify_payments::Payments::init(&module_state).await?;
     payments.jobs_on(pool.clone()).await?.spawn(&mut workers);
     rentify_bookings::BookingJobs::build(pool.clone(), payments.jobs().clone())
         .await?
         .spawn(&mut workers);
+    notifications
+        .jobs_on(pool.clone())
+        .await?
+        .spawn(&mut workers);
+    let consumers = rentify_events::Runtime::start_tuned(
+        pool.clone(),
+        consumers,
+        rentify_events::Settings::from_config(&config),
+        config.nats_url.as_ref().map(|url| url.expose_secret()),
+        rentify_events::jetstream::Tuning::from_config(&config),
+    )
+    .await?;
 
     let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     let ops_server = match ops {
@@ -90,6 +115,7 @@ pub async fn run_until(
 
     tracing::info!(concurrency = config.worker_concurrency, "workers running");
     shutdown.await;
+    consumers.shutdown(config.shutdown_grace()).await;
     workers.shutdown(config.shutdown_grace()).await;
     pool.close().await;
     let _ = stop_ops.send(());

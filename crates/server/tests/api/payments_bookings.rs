@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Waits until every money task ran and the gateway is quiet.
-async fn settled(app: &TestApp) {
+pub(crate) async fn settled(app: &TestApp) {
     eventually("the money tasks to finish", || async {
         let busy: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM underway.task
@@ -41,7 +41,11 @@ async fn settled(app: &TestApp) {
     .await;
 }
 
-async fn transactions(app: &TestApp, token: &str, booking: &Value) -> Vec<(String, i64, String)> {
+pub(crate) async fn transactions(
+    app: &TestApp,
+    token: &str,
+    booking: &Value,
+) -> Vec<(String, i64, String)> {
     let id = booking["id"].as_str().unwrap();
     let (status, list) = app
         .call_parts(
@@ -66,7 +70,7 @@ async fn transactions(app: &TestApp, token: &str, booking: &Value) -> Vec<(Strin
         .collect()
 }
 
-async fn intent_of(app: &TestApp, booking: &Value) -> (Uuid, String, i64) {
+pub(crate) async fn intent_of(app: &TestApp, booking: &Value) -> (Uuid, String, i64) {
     sqlx::query_as(
         "SELECT id, status, amount_captured FROM payment_intents WHERE booking_id = $1::uuid",
     )
@@ -86,7 +90,7 @@ async fn status_of(app: &TestApp, booking: &Value) -> (String, Option<String>) {
 
 /// The whole ledger sums to zero, every transfer balances, no wallet is
 /// below zero and the running balances match the entries.
-async fn assert_books_balance(app: &TestApp) {
+pub(crate) async fn assert_books_balance(app: &TestApp) {
     let total: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(e.amount), 0)::bigint FROM ledger_entries e
            JOIN ledger_transfers t ON t.id = e.transfer_id WHERE t.status = 'posted'",
@@ -114,7 +118,7 @@ async fn assert_books_balance(app: &TestApp) {
     assert_eq!(drift, 0, "wallet balances drifted or went negative");
 }
 
-async fn owner_wallet(app: &TestApp, token: &str) -> Value {
+pub(crate) async fn owner_wallet(app: &TestApp, token: &str) -> Value {
     let (status, wallet) = app
         .call_parts(Method::GET, "/v1/wallet?currency=EUR", Some(token), None)
         .await;

@@ -637,3 +637,35 @@ async fn the_daily_run_pays_out_wallets_and_resends_after_an_outage() {
     assert_eq!(wallet(&app, &other).await["balance"], 2000);
     assert_eq!(house_balance(&app, "payouts_pending").await, 0);
 }
+
+#[tokio::test]
+async fn payments_bad_card_input_is_a_400_that_names_the_field() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user("cards@example.com").await;
+    for (body, field) in [
+        (json!({"token": "tok_visa", "type": "card"}), "type"),
+        (json!({"token": 42}), "token"),
+    ] {
+        let (status, error) = app
+            .call_parts(
+                Method::POST,
+                "/v1/payments/methods",
+                Some(&token),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["error"]["code"], "validation_failed", "{error}");
+        assert!(error.to_string().contains(field), "{error}");
+    }
+    let (status, error) = app
+        .call_parts(
+            Method::DELETE,
+            "/v1/payments/methods/not-an-id",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{error}");
+    assert_eq!(error["error"]["code"], "not_found");
+}

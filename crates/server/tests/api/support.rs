@@ -160,6 +160,9 @@ pub struct TestApp {
     pub modules: Modules,
     /// The payments job workers, stopped when the app is dropped.
     _workers: Option<Workers>,
+    /// The event consumers (in-process, or on JetStream when the app was
+    /// built with `NATS_URL`), stopped when the app is dropped.
+    _consumers: Option<rentify_events::Runtime>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Last, so the server and pools are gone before the database is dropped.
@@ -170,9 +173,17 @@ pub struct TestAppBuilder {
     vars: Vec<(String, String)>,
     routes: Router<PlatformState>,
     payment_jobs: bool,
+    consumers: bool,
 }
 
 impl TestAppBuilder {
+    /// No event consumers: the test runs them itself, or checks what waits
+    /// in the outbox.
+    pub fn without_consumers(mut self) -> Self {
+        self.consumers = false;
+        self
+    }
+
     /// Sets an environment variable of the app's configuration.
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.vars.push((key.to_string(), value.into()));
@@ -215,7 +226,7 @@ impl TestAppBuilder {
         // The money follows bookings through jobs: run them in-process, as
         // `rentify all` does.
         let job_pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(12)
+            .max_connections(24)
             .connect(&database.url)
             .await
             .expect("connect the job pool");
@@ -223,11 +234,34 @@ impl TestAppBuilder {
         if self.payment_jobs {
             modules
                 .payments
-                .jobs_on(job_pool)
+                .jobs_on(job_pool.clone())
                 .await
                 .expect("payment jobs")
                 .spawn(&mut workers);
         }
+        let consumers = if self.consumers {
+            modules
+                .notifications
+                .jobs_on(job_pool.clone())
+                .await
+                .expect("notification jobs")
+                .spawn(&mut workers);
+            Some(
+                rentify_events::Runtime::start(
+                    job_pool,
+                    rentify::consumers::all(&modules.notifications),
+                    rentify_events::Settings::from_config(&config),
+                    config
+                        .nats_url
+                        .as_ref()
+                        .map(|url| secrecy::ExposeSecret::expose_secret(url)),
+                )
+                .await
+                .expect("event consumers start"),
+            )
+        } else {
+            None
+        };
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -236,13 +270,13 @@ impl TestAppBuilder {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        let _ = config;
         TestApp {
             address,
             client,
             db,
             modules,
             _workers: Some(workers),
+            _consumers: consumers,
             shutdown: Some(tx),
             server: Some(server),
             database,
@@ -256,6 +290,7 @@ impl TestApp {
             vars: Vec::new(),
             routes: Router::new(),
             payment_jobs: true,
+            consumers: true,
         }
     }
 
