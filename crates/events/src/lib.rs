@@ -282,7 +282,14 @@ impl Runtime {
                 jetstream::spawn_tuned(pool, url, consumers, settings, tuning, token.clone())
                     .await?
             }
-            None => stream::spawn(pool, consumers, settings, token.clone()),
+            None => {
+                // Cursors first: a consumer that starts "from now" must not
+                // miss what is written while its task starts.
+                for consumer in &consumers {
+                    stream::register_consumer(&pool, consumer).await?;
+                }
+                stream::spawn(pool, consumers, settings, token.clone())
+            }
         };
         Ok(Self { token, tasks })
     }

@@ -109,6 +109,16 @@ pub async fn register_from_now(pool: &PgPool, name: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Creates `consumer`'s cursor if it has none: at the start of the stream,
+/// or after the last event when it starts [`Consumer::from_now`].
+pub async fn register_consumer(pool: &PgPool, consumer: &Consumer) -> sqlx::Result<()> {
+    if consumer.replay {
+        register(pool, &consumer.name).await
+    } else {
+        register_from_now(pool, &consumer.name).await
+    }
+}
+
 /// Locks `name`'s cursor for this transaction; `None` when another process
 /// holds it (it is running that consumer's batch). Also returns the
 /// stream's horizon: the oldest transaction running now. Every event of an
@@ -386,12 +396,9 @@ async fn run_consumer(
     pressure: Pressure,
 ) {
     loop {
-        let registered = if consumer.replay {
-            register(&pool, &consumer.name).await
-        } else {
-            register_from_now(&pool, &consumer.name).await
+        let Err(error) = register_consumer(&pool, &consumer).await else {
+            break;
         };
-        let Err(error) = registered else { break };
         tracing::warn!(consumer = %consumer.name, error = %error, "cannot register the consumer; retrying");
         tokio::select! {
             _ = token.cancelled() => return,

@@ -5,6 +5,11 @@
 //!   when need be; a failed attempt enqueues the next with back-off);
 //! - `notifications.review_prompt`: asks both parties of a completed
 //!   booking for a review, `NOTIFICATIONS_REVIEW_PROMPT_DELAY_SECS` later.
+//!
+//! Both are idempotent, and must be: in underway 0.2 the step's
+//! `cx.tx.commit()` (which the step needs, or its writes roll back) ends the
+//! worker's whole transaction, so a task's effects commit a moment before
+//! the task is marked succeeded, and a crash in between runs it again.
 
 use std::{
     sync::{Arc, OnceLock, Weak},

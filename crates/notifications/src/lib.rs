@@ -62,8 +62,8 @@ pub(crate) struct Inner {
     live: live::Live,
     /// On the module's own pool: for enqueueing in a caller's transaction.
     jobs: jobs::Jobs,
-    /// Delivery retries follow the event handlers' curve
-    /// (`EVENTS_RETRY_BASE_MS`, doubling up to `EVENTS_RETRY_MAX_SECS`).
+    /// Delivery retries: `NOTIFICATIONS_RETRY_BASE_MS`, doubling up to
+    /// `NOTIFICATIONS_RETRY_MAX_SECS`.
     retry: Backoff,
 }
 
@@ -77,7 +77,10 @@ impl Notifications {
         let transports = transport::Transports::from_config(&state.config, state.db.clone())?;
         let live = live::Live::new(state).await?;
         let jobs = jobs::Jobs::build(state.db.clone()).await?;
-        let retry = rentify_events::Settings::from_config(&state.config).retry;
+        let retry = Backoff {
+            base: std::time::Duration::from_millis(state.config.notifications_retry_base_ms),
+            max: std::time::Duration::from_secs(state.config.notifications_retry_max_secs),
+        };
         let inner = Arc::new(Inner {
             state: state.clone(),
             identity,
@@ -103,7 +106,9 @@ impl Notifications {
             .on("booking.*")
             .on("user.registered")
             .on("user.erased")
-            .priority(Priority::Normal),
+            .priority(Priority::Normal)
+            // A first deployment must not announce every past booking.
+            .from_now(),
         ]
     }
 

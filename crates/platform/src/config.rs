@@ -274,6 +274,15 @@ pub struct Config {
     /// push) before it is marked failed.
     #[serde(default = "defaults::notifications_max_attempts")]
     pub notifications_max_attempts: u32,
+    /// `NOTIFICATIONS_RETRY_BASE_MS`: the delay before a failed delivery's
+    /// second attempt; each next one doubles (with jitter) up to
+    /// `NOTIFICATIONS_RETRY_MAX_SECS`. Long, so that a mail server's outage
+    /// of minutes does not fail the emails.
+    #[serde(default = "defaults::notifications_retry_base_ms")]
+    pub notifications_retry_base_ms: u64,
+    /// `NOTIFICATIONS_RETRY_MAX_SECS`: the longest delay between attempts.
+    #[serde(default = "defaults::notifications_retry_max_secs")]
+    pub notifications_retry_max_secs: u64,
     /// `NOTIFICATIONS_REVIEW_PROMPT_DELAY_SECS`: how long after a booking
     /// completes both parties are asked for a review.
     #[serde(default = "defaults::notifications_review_prompt_delay_secs")]
@@ -423,11 +432,13 @@ impl Config {
             || self.events_retry_max_secs == 0
             || self.events_backlog_limit == 0
             || self.notifications_max_attempts == 0
+            || self.notifications_retry_base_ms == 0
+            || self.notifications_retry_max_secs == 0
             || self.retention_events_days == 0
             || self.retention_notifications_days == 0
         {
             return Err(ConfigError(
-                "EVENTS_*, NOTIFICATIONS_MAX_ATTEMPTS and RETENTION_*_DAYS must be at least 1"
+                "EVENTS_*, NOTIFICATIONS_MAX_ATTEMPTS, NOTIFICATIONS_RETRY_* and RETENTION_*_DAYS must be at least 1"
                     .into(),
             ));
         }
@@ -670,7 +681,13 @@ mod defaults {
         "Rentify <no-reply@rentify.local>".into()
     }
     pub fn notifications_max_attempts() -> u32 {
-        5
+        8
+    }
+    pub fn notifications_retry_base_ms() -> u64 {
+        30_000
+    }
+    pub fn notifications_retry_max_secs() -> u64 {
+        3600
     }
     pub fn notifications_review_prompt_delay_secs() -> u64 {
         24 * 3600

@@ -113,7 +113,7 @@ async fn reactions_approved_charges_confirms_and_notifies_the_renter() {
     assert_eq!(approved["status"], "approved");
     assert_eq!(
         approved["counterparty"]["contact"]["email"],
-        "owner@example.com"
+        "renter@example.com"
     );
     assert_eq!(booked_units(&app, &r).await, 1);
     // Charged: the renter's card holds the rental and the deposit.
