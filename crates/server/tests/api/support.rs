@@ -254,7 +254,7 @@ impl TestAppBuilder {
                     config
                         .nats_url
                         .as_ref()
-                        .map(|url| secrecy::ExposeSecret::expose_secret(url)),
+                        .map(secrecy::ExposeSecret::expose_secret),
                 )
                 .await
                 .expect("event consumers start"),
