@@ -23,8 +23,11 @@
 #   BENCH_LEDGER_OWNERS       owner wallets the settlements spread over (default 1000)
 #   BENCH_LEDGER_SYNC_COMMIT  if set (e.g. off), SET synchronous_commit per session for both
 #                      ledger scenarios (reported; the server's setting is never changed)
-#   BENCH_EVENTS_RATE  events/s offered to events_outbox and events_jetstream (default 12000)
+#   BENCH_EVENTS_RATE  events/s offered to events_outbox (default 12000, issue 6's target)
 #   BENCH_EVENTS_BATCH events per consumer transaction (EVENTS_BATCH_SIZE; default 500)
+#   BENCH_EVENTS_JETSTREAM_RATE  events/s offered to events_jetstream (default 1000, SmartLine's
+#                      ask; its consumer handles one event per transaction, so 12000/s would
+#                      only pile up a backlog that takes minutes to drain)
 #   BENCH_JSON=1       one JSON object per scenario instead of text
 #   BENCH_PORT         port of the server under test (default 18080)
 #   REDIS_URL, NATS_URL  passed to the server; empty (the default) = in-process
@@ -435,14 +438,14 @@ nats_reachable() {
   timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null
 }
 
-# events_run NAME [rentify-loadgen events args...]: one run on a fresh database.
+# events_run NAME RATE [rentify-loadgen events args...]: one run on a fresh database.
 events_run() {
-  local name=$1 out status=0
-  shift
+  local name=$1 rate=$2 out status=0
+  shift 2
   events_setup
   out=$(mktemp)
   "$LOADGEN" events --name "$name" --database-url "$EVENTS_DATABASE_URL" \
-    --rate "${BENCH_EVENTS_RATE:-12000}" --batch-size "${BENCH_EVENTS_BATCH:-500}" \
+    --rate "$rate" --batch-size "${BENCH_EVENTS_BATCH:-500}" \
     --duration "$DURATION" --warmup "$WARMUP" \
     $([[ ${BENCH_JSON:-0} == 1 ]] && echo --json) "$@" >"$out" &
   LOADGEN_PID=$!
@@ -471,12 +474,12 @@ events_scenarios() {
   ((wanted)) || return 0
 
   if events_wanted events_outbox; then
-    events_run events_outbox
+    events_run events_outbox "${BENCH_EVENTS_RATE:-12000}"
   fi
 
   if events_wanted events_jetstream; then
     if nats_reachable "$EVENTS_NATS_URL"; then
-      events_run events_jetstream --nats-url "$EVENTS_NATS_URL"
+      events_run events_jetstream "${BENCH_EVENTS_JETSTREAM_RATE:-1000}" --nats-url "$EVENTS_NATS_URL"
     else
       if [[ ${BENCH_JSON:-0} == 1 ]]; then
         echo '{"name":"events_jetstream","skipped":"NATS not reachable"}'

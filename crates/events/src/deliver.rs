@@ -62,6 +62,46 @@ pub async fn deliver(
     }
 }
 
+/// Handles `events` (first attempts, as a JetStream batch brings them) in
+/// one transaction: the processed-event keys of all of them are claimed at
+/// once, the handlers run for the ones not seen before, and one commit
+/// makes it all durable. `Ok(false)` when a handler failed: nothing was
+/// committed, and the caller delivers them one by one ([`deliver`]) so the
+/// good ones commit and the failing one goes to the retry lane.
+pub async fn deliver_batch(
+    pool: &PgPool,
+    consumer: &Consumer,
+    events: &[Event],
+) -> anyhow::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO processed_events (consumer, event_id)
+         SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(&consumer.name)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut after = Vec::new();
+    let mut done = 0;
+    for event in events.iter().filter(|e| fresh.contains(&e.id)) {
+        if run_handler(consumer, &mut tx, event, 0, &mut after)
+            .await
+            .is_err()
+        {
+            return Ok(false);
+        }
+        done += 1;
+    }
+    tx.commit().await?;
+    if let Some(last) = events.last() {
+        handled(consumer, last, done);
+    }
+    run_after_commit(after).await;
+    Ok(true)
+}
+
 /// Inserts the processed-event key; `false` when it already existed.
 pub(crate) async fn claim_key(
     conn: &mut PgConnection,

@@ -28,7 +28,7 @@ use async_nats::jetstream::{
     message::{AckKind, PublishMessage},
     stream::StorageType,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -435,7 +435,16 @@ impl Worker {
             let error = match next {
                 Some(Ok(message)) => {
                     missed_heartbeats = 0;
-                    self.handle(message).await;
+                    // Take what else has already arrived: one transaction
+                    // for the lot instead of a commit per message.
+                    let mut batch = vec![message];
+                    while batch.len() < self.settings.batch_size as usize {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(message))) => batch.push(message),
+                            _ => break,
+                        }
+                    }
+                    self.handle_batch(batch).await;
                     continue;
                 }
                 Some(Err(error)) => error,
@@ -459,43 +468,83 @@ impl Worker {
         }
     }
 
+    /// Delivers `batch` in one transaction when its handlers all succeed,
+    /// then acknowledges it; otherwise message by message.
+    async fn handle_batch(&self, batch: Vec<js::Message>) {
+        if batch.len() == 1 {
+            return self.handle(&batch[0]).await;
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        for message in &batch {
+            match decode(&message.payload) {
+                Ok(event) if self.consumer.handles(&event.event_type) => events.push(event),
+                // Undecodable or not ours: the one-by-one path settles it.
+                _ => return self.handle_each(&batch).await,
+            }
+        }
+        let work = deliver::deliver_batch(&self.pool, &self.consumer, &events);
+        match self.keeping(&batch, work).await {
+            Ok(true) => {
+                for message in &batch {
+                    settle(message, AckKind::Ack).await;
+                }
+            }
+            Ok(false) => self.handle_each(&batch).await,
+            Err(error) => {
+                tracing::error!(
+                    consumer = %self.consumer.name, error = format!("{error:#}"),
+                    "event batch failed; JetStream will redeliver it"
+                );
+                for message in &batch {
+                    settle(message, AckKind::Nak(Some(NAK_DELAY))).await;
+                }
+            }
+        }
+    }
+
+    async fn handle_each(&self, batch: &[js::Message]) {
+        for message in batch {
+            self.handle(message).await;
+        }
+    }
+
     /// Delivers one message and settles it with JetStream.
-    async fn handle(&self, message: js::Message) {
+    async fn handle(&self, message: &js::Message) {
         let event = match decode(&message.payload) {
             Ok(event) => event,
             Err(error) => {
                 // Not ours to handle, and it never will be: stop redelivery.
                 tracing::error!(consumer = %self.consumer.name, subject = %message.subject, error = %error, "undecodable event message");
-                settle(&message, AckKind::Term).await;
+                settle(message, AckKind::Term).await;
                 return;
             }
         };
         // The server filters on 2.10+; an older one may send more.
         if !self.consumer.handles(&event.event_type) {
-            settle(&message, AckKind::Ack).await;
+            settle(message, AckKind::Ack).await;
             return;
         }
-        match self.deliver_keeping(&message, &event).await {
+        let work = deliver::deliver(&self.pool, &self.consumer, &event, 0, &self.settings);
+        match self.keeping(std::slice::from_ref(message), work).await {
             // Handled, a duplicate, or failed and now owned by the retry lane.
-            Ok(_) => settle(&message, AckKind::Ack).await,
+            Ok(_) => settle(message, AckKind::Ack).await,
             Err(error) => {
                 tracing::error!(
                     consumer = %self.consumer.name, event.id = %event.id, error = format!("{error:#}"),
                     "event delivery failed; JetStream will redeliver it"
                 );
-                settle(&message, AckKind::Nak(Some(NAK_DELAY))).await;
+                settle(message, AckKind::Nak(Some(NAK_DELAY))).await;
             }
         }
     }
 
-    /// [`deliver::deliver`], telling JetStream the message is still in
-    /// hand while a slow handler runs, so it is not sent to another worker.
-    async fn deliver_keeping(
+    /// Runs `work`, telling JetStream the `messages` are still in hand
+    /// while slow handlers run, so they are not sent to another worker.
+    async fn keeping<T>(
         &self,
-        message: &js::Message,
-        event: &Event,
-    ) -> anyhow::Result<deliver::Outcome> {
-        let work = deliver::deliver(&self.pool, &self.consumer, event, 0, &self.settings);
+        messages: &[js::Message],
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
         tokio::pin!(work);
         let every = (self.tuning.ack_wait / 2).max(Duration::from_millis(100));
         let mut progress = tokio::time::interval(every);
@@ -503,7 +552,11 @@ impl Worker {
         loop {
             tokio::select! {
                 outcome = &mut work => return outcome,
-                _ = progress.tick() => settle(message, AckKind::Progress).await,
+                _ = progress.tick() => {
+                    for message in messages {
+                        settle(message, AckKind::Progress).await;
+                    }
+                }
             }
         }
     }

@@ -417,8 +417,6 @@ impl Probe {
     }
 }
 
-static DBG: std::sync::LazyLock<Mutex<(Histogram<u64>, Histogram<u64>, Option<Instant>)>> = std::sync::LazyLock::new(|| Mutex::new((histogram(), histogram(), None)));
-
 /// The benchmark's handler: no effect, it only records when each event's
 /// handling committed.
 struct Recorder(Arc<Probe>);
@@ -428,16 +426,7 @@ impl Handler for Recorder {
     async fn handle(&self, cx: &mut Context<'_>, event: &Event) -> anyhow::Result<()> {
         let probe = self.0.clone();
         let (position, occurred_at) = (event.position, event.occurred_at);
-        let at = Instant::now();
-        {
-            let mut d = DBG.lock().unwrap();
-            if let Some(last) = d.2 { let g = (at - last).as_micros() as u64; d.1.saturating_record(g.max(1)); }
-        }
-        cx.after_commit(async move {
-            let now = Instant::now();
-            { let mut d = DBG.lock().unwrap(); d.0.saturating_record(((now - at).as_micros() as u64).max(1)); d.2 = Some(now); }
-            probe.committed(position, occurred_at)
-        });
+        cx.after_commit(async move { probe.committed(position, occurred_at) });
         Ok(())
     }
 }
@@ -893,7 +882,6 @@ async fn run(args: &EventsArgs, threads: usize) -> Result<Report, String> {
     // A moment for a duplicate delivery to show, then stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     consumer_runtime.shutdown(Duration::from_secs(10)).await;
-    { let d = DBG.lock().unwrap(); eprintln!("DBG handle->commit us p50 {} p90 {} p99 {} | commit->next handle us p50 {} p90 {} p99 {} mean {:.0}", d.0.value_at_quantile(0.5), d.0.value_at_quantile(0.9), d.0.value_at_quantile(0.99), d.1.value_at_quantile(0.5), d.1.value_at_quantile(0.9), d.1.value_at_quantile(0.99), d.1.mean()); }
     let rss_peak_mib = status_mib("VmHWM:");
     let rss_mib = status_mib("VmRSS:");
 

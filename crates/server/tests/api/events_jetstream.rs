@@ -119,6 +119,8 @@ struct Recorder {
     worker: &'static str,
     delay: Duration,
     panic_on: Option<&'static str>,
+    /// Handler runs begun (committed or not).
+    started: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Recorder {
@@ -128,6 +130,7 @@ impl Recorder {
             worker: "w1",
             delay: Duration::ZERO,
             panic_on: None,
+            started: Default::default(),
         }
     }
 }
@@ -135,6 +138,8 @@ impl Recorder {
 #[async_trait::async_trait]
 impl Handler for Recorder {
     async fn handle(&self, cx: &mut Context<'_>, event: &Event) -> anyhow::Result<()> {
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -429,10 +434,14 @@ async fn a_worker_killed_mid_batch_leaves_every_event_handled_once() {
         delay: Duration::from_millis(300),
         ..Recorder::new("counter")
     };
+    let started = slow.started.clone();
     let mut crashed = run(slow).await;
     let ids = record(&db, "widget.made", 0..10).await;
-    eventually("the worker is in its batch", DEADLINE, || async {
-        effects(&db, "counter").await.len() >= 2
+    // The messages arrive together and are handled as one transaction:
+    // kill the worker once it is inside it.
+    eventually("the worker is in its batch", DEADLINE, || {
+        let started = started.clone();
+        async move { started.load(std::sync::atomic::Ordering::SeqCst) >= 2 }
     })
     .await;
     crashed.abort_all();
