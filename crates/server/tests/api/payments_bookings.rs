@@ -714,10 +714,14 @@ async fn payments_the_timer_and_a_late_webhook_race_to_exactly_one_outcome() {
 
 #[tokio::test]
 async fn payments_a_gateway_outage_is_a_503_that_holds_and_charges_nothing() {
+    // No payment worker: its retry of an unanswered authorization would
+    // succeed (the faults are one-shot) and reset the breaker's count of
+    // consecutive failures between the requests below.
     let app = TestApp::builder()
         .env("PAYMENTS_BREAKER_THRESHOLD", "3")
         .env("PAYMENTS_BREAKER_OPEN_SECS", "30")
         .env("PAYMENTS_GATEWAY_TIMEOUT_MS", "300")
+        .without_payment_jobs()
         .spawn()
         .await;
     let p = parties(&app).await;
