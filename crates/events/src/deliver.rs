@@ -75,14 +75,16 @@ pub async fn deliver_batch(
 ) -> anyhow::Result<bool> {
     let mut tx = pool.begin().await?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let fresh: Vec<Uuid> = sqlx::query_scalar(
+    let fresh: std::collections::HashSet<Uuid> = sqlx::query_scalar::<_, Uuid>(
         "INSERT INTO processed_events (consumer, event_id)
          SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
     )
     .bind(&consumer.name)
     .bind(&ids)
     .fetch_all(&mut *tx)
-    .await?;
+    .await?
+    .into_iter()
+    .collect();
     let mut after = Vec::new();
     let mut done = 0;
     for event in events.iter().filter(|e| fresh.contains(&e.id)) {

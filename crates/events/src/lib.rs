@@ -298,14 +298,7 @@ impl Runtime {
     /// flight; an unfinished batch rolls back and is handled again later.
     pub async fn shutdown(mut self, grace: Duration) {
         self.token.cancel();
-        let drained = tokio::time::timeout(grace, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!("event consumers did not stop in time; aborting them");
-            self.tasks.abort_all();
-        }
+        rentify_platform::jobs::drain(&mut self.tasks, grace, "event consumers").await;
     }
 
     /// Stops at once, as a crash would: batches in flight roll back.

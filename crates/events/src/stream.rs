@@ -180,7 +180,7 @@ pub async fn read_after(
          WHERE (tx_id, position) > ($1::text::xid8, $2)
            AND tx_id < $3::text::xid8
            AND type LIKE ANY($4)
-         ORDER BY tx_id, position
+         ORDER BY events.tx_id, events.position
          LIMIT $5"
     ))
     .bind(after.tx_id.to_string())
@@ -207,9 +207,11 @@ pub async fn read_after(
         return Ok((events, reached));
     }
     let tail: Option<(String, i64)> = sqlx::query_as(
-        "SELECT tx_id::text, position FROM events
+        // Ordered by the xid8 column, not by its text (an unqualified
+        // `tx_id` here would name the text output: "999" > "1000").
+        "SELECT tx_id::text AS stream_tx, position FROM events
          WHERE (tx_id, position) > ($1::text::xid8, $2) AND tx_id < $3::text::xid8
-         ORDER BY tx_id DESC, position DESC LIMIT 1",
+         ORDER BY events.tx_id DESC, events.position DESC LIMIT 1",
     )
     .bind(after.tx_id.to_string())
     .bind(after.position)

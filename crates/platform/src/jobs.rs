@@ -62,17 +62,21 @@ impl Workers {
     /// Stops taking new tasks and waits up to `grace` for running ones.
     pub async fn shutdown(mut self, grace: Duration) {
         self.token.cancel();
-        let drained = tokio::time::timeout(grace, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "job workers did not stop in time; aborting them"
-            );
-            self.tasks.abort_all();
-        }
+        drain(&mut self.tasks, grace, "job workers").await;
+    }
+}
+
+/// Waits up to `grace` for `tasks` (already told to stop) to finish, then
+/// aborts the rest: a graceful stop that cannot hang.
+pub async fn drain(tasks: &mut JoinSet<()>, grace: Duration, what: &str) {
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "{what} did not stop in time; aborting them"
+        );
+        tasks.abort_all();
     }
 }
 

@@ -733,3 +733,49 @@ async fn events_retention_keeps_what_is_still_needed() {
         .unwrap();
     assert_eq!(left, vec![old[0], old[2], old[3], fresh[0]]);
 }
+
+#[tokio::test]
+async fn events_the_stream_orders_transaction_ids_as_numbers_not_text() {
+    let database = TestDatabase::create().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    // Two events of old transactions whose ids differ in digit count: as
+    // text "999" sorts after "1000", which once sent a cursor backwards.
+    for tx in ["999", "1000"] {
+        sqlx::query(
+            "INSERT INTO events (id, tx_id, type, aggregate_type, aggregate_id, payload)
+             VALUES (gen_random_uuid(), $1::xid8, 'listing.published', 'test', $1, '{}')",
+        )
+        .bind(tx)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let start = rentify_events::stream::Cursor {
+        tx_id: 0,
+        position: 0,
+    };
+    let horizon: String =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    let horizon = rentify_events::stream::Horizon(horizon.parse().unwrap());
+    // Nothing of these types: the read skips to the last event of the stream.
+    let (events, reached) =
+        rentify_events::stream::read_after(&mut conn, start, horizon, &["booking.%".into()], 10)
+            .await
+            .unwrap();
+    assert!(events.is_empty());
+    assert_eq!(reached.unwrap().tx_id, 1000);
+    // Both events, in numeric order.
+    let (events, _) =
+        rentify_events::stream::read_after(&mut conn, start, horizon, &["%".into()], 10)
+            .await
+            .unwrap();
+    let order: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e.aggregate_id.as_str())
+        .collect();
+    assert_eq!(order, ["999", "1000"]);
+}
