@@ -49,6 +49,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use hdrhistogram::Histogram;
+
+use crate::report::Latency;
 use rentify_events::{Consumer, Context, Event, Handler, Runtime, Settings, retry::Backoff};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -438,38 +440,6 @@ impl Handler for Recorder {
 // ------------------------------------------------------------------ report
 
 #[derive(Debug, Serialize)]
-struct Latency {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    p99_9: f64,
-    max: f64,
-}
-
-impl Latency {
-    fn of(hist: &Histogram<u64>) -> Option<Self> {
-        let ms = |us: u64| us as f64 / 1000.0;
-        (!hist.is_empty()).then(|| Self {
-            p50: ms(hist.value_at_quantile(0.50)),
-            p90: ms(hist.value_at_quantile(0.90)),
-            p99: ms(hist.value_at_quantile(0.99)),
-            p99_9: ms(hist.value_at_quantile(0.999)),
-            max: ms(hist.max()),
-        })
-    }
-
-    fn line(latency: &Option<Self>) -> String {
-        match latency {
-            Some(l) => format!(
-                "p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-                l.p50, l.p90, l.p99, l.p99_9, l.max
-            ),
-            None => "-".into(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
 struct Check {
     name: String,
     value: String,
@@ -605,7 +575,7 @@ fn print_report(r: &Report) {
     );
     println!(
         "insert      ms {}  (due -> commit)",
-        Latency::line(&r.insert_ms)
+        Latency::line(&r.insert_ms, 1)
     );
     println!(
         "throughput  {:.1} events/s sustained (slowest second {}; {} handled)",
@@ -613,7 +583,7 @@ fn print_report(r: &Report) {
     );
     println!(
         "lag         ms {}  (handling committed - occurred_at)",
-        Latency::line(&r.lag_ms)
+        Latency::line(&r.lag_ms, 1)
     );
     if r.consumers_detail.len() > 1 {
         for c in &r.consumers_detail {
@@ -621,7 +591,7 @@ fn print_report(r: &Report) {
                 "  {:<14} {:.1} events/s, lag ms {}",
                 c.name,
                 c.handled_per_s,
-                Latency::line(&c.lag_ms)
+                Latency::line(&c.lag_ms, 1)
             );
         }
     }

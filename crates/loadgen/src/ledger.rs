@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+
+use crate::report::Latency;
 use rentify_payments::ledger::{self, Leg, NewTransfer, Phase, TransferKind};
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
@@ -420,36 +422,6 @@ async fn check_ledger(
 }
 
 #[derive(Debug, Serialize)]
-struct Latency {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Latency {
-    fn of(hist: &Histogram<u64>) -> Option<Self> {
-        let ms = |us: u64| us as f64 / 1000.0;
-        (!hist.is_empty()).then(|| Self {
-            p50: ms(hist.value_at_quantile(0.50)),
-            p90: ms(hist.value_at_quantile(0.90)),
-            p99: ms(hist.value_at_quantile(0.99)),
-            max: ms(hist.max()),
-        })
-    }
-
-    fn line(latency: &Option<Self>) -> String {
-        match latency {
-            Some(l) => format!(
-                "p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
-                l.p50, l.p90, l.p99, l.max
-            ),
-            None => "-".into(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
 struct Report {
     name: String,
     connections: u32,
@@ -623,9 +595,9 @@ fn print_report(r: &Report) {
         "throughput  {:.1} transfers/s  ({:.1} bookings/s, {:.1} transactions/s; {} bookings)",
         r.transfers_per_s, r.bookings_per_s, r.transactions_per_s, r.bookings
     );
-    println!("authorize   ms {}", Latency::line(&r.authorize_ms));
-    println!("settle      ms {}", Latency::line(&r.settle_ms));
-    println!("booking     ms {}", Latency::line(&r.booking_ms));
+    println!("authorize   ms {}", Latency::line(&r.authorize_ms, 3));
+    println!("settle      ms {}", Latency::line(&r.settle_ms, 3));
+    println!("booking     ms {}", Latency::line(&r.booking_ms, 3));
     match &r.first_error {
         Some(e) => println!("errors      {}  (first: {e})", r.errors),
         None => println!("errors      {}", r.errors),

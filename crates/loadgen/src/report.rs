@@ -55,6 +55,8 @@ pub struct Report {
     pub failed: u64,
 }
 
+/// Quantiles of a histogram of microseconds, in milliseconds: the one
+/// shape every mode (HTTP, ledger, events) reports.
 #[derive(Debug, Serialize)]
 pub struct Latency {
     pub p50: f64,
@@ -65,19 +67,42 @@ pub struct Latency {
     pub mean: f64,
 }
 
-impl Report {
-    pub fn new(setup: Setup, outcome: &Outcome) -> Self {
-        let hist = &outcome.latency_us;
-        let requests = hist.len();
+impl Latency {
+    /// `None` for an empty histogram.
+    pub fn of(hist: &hdrhistogram::Histogram<u64>) -> Option<Self> {
         let ms = |micros: u64| micros as f64 / 1000.0;
-        let latency = (requests > 0).then(|| Latency {
+        (!hist.is_empty()).then(|| Self {
             p50: ms(hist.value_at_quantile(0.50)),
             p90: ms(hist.value_at_quantile(0.90)),
             p99: ms(hist.value_at_quantile(0.99)),
             p99_9: ms(hist.value_at_quantile(0.999)),
             max: ms(hist.max()),
             mean: hist.mean() / 1000.0,
-        });
+        })
+    }
+
+    /// `p50 … max` with `decimals` places, or `-` when there is nothing.
+    pub fn line(latency: &Option<Self>, decimals: usize) -> String {
+        match latency {
+            Some(l) => format!(
+                "p50 {:.d$}  p90 {:.d$}  p99 {:.d$}  p99.9 {:.d$}  max {:.d$}",
+                l.p50,
+                l.p90,
+                l.p99,
+                l.p99_9,
+                l.max,
+                d = decimals
+            ),
+            None => "-".into(),
+        }
+    }
+}
+
+impl Report {
+    pub fn new(setup: Setup, outcome: &Outcome) -> Self {
+        let hist = &outcome.latency_us;
+        let requests = hist.len();
+        let latency = Latency::of(hist);
         let duration_s = outcome.window.as_secs_f64();
         let transport_errors = outcome.errors.values().sum();
         let failed_responses: u64 = outcome
