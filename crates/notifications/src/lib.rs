@@ -71,8 +71,9 @@ impl Notifications {
     /// Compiles the templates, connects the email transport (`SMTP_URL`,
     /// else the development one) and prepares the live fan-out (Redis with
     /// `REDIS_URL`, else PostgreSQL).
-    pub async fn init(state: &PlatformState) -> anyhow::Result<Self> {
-        let identity = Identity::init(state).await?;
+    /// `identity` is the process's identity module (addresses are looked
+    /// up through it), not a second one built here.
+    pub async fn init(state: &PlatformState, identity: Identity) -> anyhow::Result<Self> {
         let templates = templates::Templates::new()?;
         let transports = transport::Transports::from_config(&state.config, state.db.clone())?;
         let live = live::Live::new(state).await?;

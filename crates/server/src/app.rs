@@ -69,7 +69,7 @@ impl Modules {
         let listings = Listings::init(state).await?;
         let payments = Payments::init(state).await?;
         let bookings = Bookings::init(state, payments.clone()).await?;
-        let notifications = Notifications::init(state).await?;
+        let notifications = Notifications::init(state, identity.clone()).await?;
         Ok(Self {
             identity,
             listings,

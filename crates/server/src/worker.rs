@@ -49,7 +49,8 @@ pub async fn run_until(
     // The payments module calls the gateway from its jobs; its sandbox
     // delivers webhooks to the API (PAYMENTS_WEBHOOK_URL).
     let module_state = PlatformState::build(config.clone(), api_pool.clone()).await?;
-    let notifications = rentify_notifications::Notifications::init(&module_state).await?;
+    let identity = rentify_identity::Identity::init(&module_state).await?;
+    let notifications = rentify_notifications::Notifications::init(&module_state, identity).await?;
     let consumers = crate::consumers::all(&notifications);
     let jobs = JOBS + rentify_notifications::NotificationJobs::COUNT;
     let pool = sqlx::postgres::PgPoolOptions::new()
