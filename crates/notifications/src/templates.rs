@@ -31,11 +31,12 @@ macro_rules! sources {
     };
 }
 
-/// Every kind for one locale (keep in step with [`KINDS`]).
-macro_rules! locale_sources {
-    ($locale:literal) => {
-        sources!(
-            $locale;
+/// Calls `$then!` with the kinds of notification there are templates for,
+/// after `$args`: the one list [`KINDS`] and the embedded sources come from.
+macro_rules! with_kinds {
+    ($then:ident!($($args:tt)*)) => {
+        $then!(
+            $($args)*
             "booking.requested",
             "booking.approved",
             "booking.declined",
@@ -52,23 +53,16 @@ macro_rules! locale_sources {
     };
 }
 
-/// Every kind of notification there is a template for.
-pub const KINDS: &[&str] = &[
-    "booking.requested",
-    "booking.approved",
-    "booking.declined",
-    "booking.cancelled",
-    "booking.started",
-    "booking.completed",
-    "booking.extended",
-    "booking.disputed",
-    "booking.resolved",
-    "payment_failed",
-    "review_prompt",
-    "user.registered",
-];
+macro_rules! kind_list {
+    ($($kind:literal),* $(,)?) => {
+        &[$($kind),*]
+    };
+}
 
-static SOURCES: [&[(&str, &str)]; 2] = [locale_sources!("en"), locale_sources!("fr")];
+/// Every kind of notification there is a template for.
+pub const KINDS: &[&str] = with_kinds!(kind_list!());
+
+static SOURCES: [&[(&str, &str)]; 2] = [with_kinds!(sources!("en";)), with_kinds!(sources!("fr";))];
 
 /// What templates may use. Strings are formatted for the recipient's
 /// locale already (dates in the listing's time zone, amounts with their
