@@ -22,7 +22,7 @@ DEBUG_BIN   := $(CARGO_TARGET_DIR)/debug/rentify
 # Same server as DATABASE_URL, maintenance database `postgres` (for CREATE/DROP DATABASE).
 PG_ADMIN_URL := $(shell sed -E 's|^([a-z]+://[^/?]*)(/[^?]*)?|\1/postgres|' <<<'$(DATABASE_URL)')
 
-.PHONY: help services build run test bench fmt fmt-check lint openapi clean-test-dbs
+.PHONY: help services build run demo test bench fmt fmt-check lint openapi clean-test-dbs
 
 help: ## List the targets
 	@echo "Rentify — make targets:"
@@ -44,6 +44,9 @@ run: ## Start services, migrate, load demo data, and run API + worker on PORT (8
 	$(RELEASE_BIN) seed --demo
 	@echo "Rentify API docs: http://localhost:$(PORT)/docs — health: http://localhost:$(PORT)/health/ready"
 	exec $(RELEASE_BIN) all
+
+demo: ## Walk the whole journey (sign-up to reviews and payout) against a running `make run`
+	python3 scripts/demo.py --base-url http://127.0.0.1:$(PORT)
 
 test: ## Run the whole test suite against real PostgreSQL, Redis and NATS
 	scripts/test.sh

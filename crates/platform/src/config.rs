@@ -247,6 +247,10 @@ pub struct Config {
     /// bounds the lag of a quiet stream.
     #[serde(default = "defaults::events_poll_ms")]
     pub events_poll_ms: u64,
+    /// `SEARCH_REFRESH_MS`: how often an API process's search replica reads
+    /// new events and makes them searchable; it bounds the index lag.
+    #[serde(default = "defaults::search_refresh_ms")]
+    pub search_refresh_ms: u64,
     /// `EVENTS_MAX_ATTEMPTS`: attempts of a failing event before it becomes
     /// a dead letter.
     #[serde(default = "defaults::events_max_attempts")]
@@ -287,6 +291,11 @@ pub struct Config {
     /// completes both parties are asked for a review.
     #[serde(default = "defaults::notifications_review_prompt_delay_secs")]
     pub notifications_review_prompt_delay_secs: u64,
+    /// `REVIEWS_WINDOW_SECS`: how long after a booking completes its
+    /// parties may review it; a lone review stays sealed (double-blind)
+    /// until then.
+    #[serde(default = "defaults::reviews_window_secs")]
+    pub reviews_window_secs: u64,
     /// `RETENTION_EVENTS_DAYS`: outbox events and processed-event keys older
     /// than this are deleted by the daily retention job.
     #[serde(default = "defaults::retention_events_days")]
@@ -398,6 +407,9 @@ impl Config {
                 "BOOKING_APPROVAL_WINDOW_SECS must be at least 1".into(),
             ));
         }
+        if self.reviews_window_secs == 0 {
+            return Err(ConfigError("REVIEWS_WINDOW_SECS must be at least 1".into()));
+        }
         if self.payments_gateway_timeout_ms == 0
             || self.payments_breaker_threshold == 0
             || self.payments_hold_timeout_secs == 0
@@ -427,6 +439,7 @@ impl Config {
         }
         if self.events_batch_size == 0
             || self.events_poll_ms == 0
+            || self.search_refresh_ms == 0
             || self.events_max_attempts == 0
             || self.events_retry_base_ms == 0
             || self.events_retry_max_secs == 0
@@ -438,7 +451,7 @@ impl Config {
             || self.retention_notifications_days == 0
         {
             return Err(ConfigError(
-                "EVENTS_*, NOTIFICATIONS_MAX_ATTEMPTS, NOTIFICATIONS_RETRY_* and RETENTION_*_DAYS must be at least 1"
+                "EVENTS_*, SEARCH_REFRESH_MS, NOTIFICATIONS_MAX_ATTEMPTS, NOTIFICATIONS_RETRY_* and RETENTION_*_DAYS must be at least 1"
                     .into(),
             ));
         }
@@ -509,6 +522,10 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn search_refresh(&self) -> Duration {
+        Duration::from_millis(self.search_refresh_ms)
     }
 
     pub fn job_poll_interval(&self) -> Duration {
@@ -665,6 +682,9 @@ mod defaults {
     pub fn events_poll_ms() -> u64 {
         20
     }
+    pub fn search_refresh_ms() -> u64 {
+        100
+    }
     pub fn events_max_attempts() -> u32 {
         8
     }
@@ -691,6 +711,9 @@ mod defaults {
     }
     pub fn notifications_review_prompt_delay_secs() -> u64 {
         24 * 3600
+    }
+    pub fn reviews_window_secs() -> u64 {
+        14 * 24 * 3600
     }
     pub fn retention_events_days() -> u32 {
         90

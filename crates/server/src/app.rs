@@ -13,6 +13,8 @@ use rentify_listings::Listings;
 use rentify_notifications::Notifications;
 use rentify_payments::Payments;
 use rentify_platform::{PlatformState, config::Config, db, health, http};
+use rentify_reviews::Reviews;
+use rentify_search::SearchIndex;
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -37,6 +39,11 @@ pub fn api_routes() -> OpenApiRouter<PlatformState> {
             rentify_events::backlog::shed_when_overloaded,
         )))
         .merge(rentify_events::dead_letters::routes())
+        // Reviews are not urgent either; their reads are public.
+        .merge(rentify_reviews::routes().layer(middleware::from_fn(
+            rentify_events::backlog::shed_when_overloaded,
+        )))
+        .merge(rentify_search::routes())
 }
 
 /// Health and metrics: served by the API and by `rentify worker`.
@@ -56,8 +63,13 @@ pub struct Modules {
     pub bookings: Bookings,
     pub payments: Payments,
     pub notifications: Notifications,
+    pub reviews: Reviews,
     /// How far behind the event consumers are (measured by the API process).
     pub backlog: Backlog,
+    /// This process's search replica, and where in the outbox its follower
+    /// starts (the snapshot it was built from).
+    pub search: SearchIndex,
+    pub search_resume: rentify_events::stream::Cursor,
 }
 
 impl Modules {
@@ -70,13 +82,20 @@ impl Modules {
         let payments = Payments::init(state).await?;
         let bookings = Bookings::init(state, payments.clone()).await?;
         let notifications = Notifications::init(state, identity.clone()).await?;
+        let reviews = Reviews::init(state).await?;
+        let (search, search_resume) = SearchIndex::build(state.db.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot build the search index: {e}"))?;
         Ok(Self {
             identity,
             listings,
             bookings,
             payments,
             notifications,
+            reviews,
             backlog: Backlog::new(state.config.events_backlog_limit),
+            search,
+            search_resume,
         })
     }
 }
@@ -97,7 +116,9 @@ pub fn router_with(state: PlatformState, modules: Modules, extra: Router<Platfor
         .layer(Extension(modules.bookings))
         .layer(Extension(modules.payments))
         .layer(Extension(modules.notifications))
-        .layer(Extension(modules.backlog));
+        .layer(Extension(modules.reviews))
+        .layer(Extension(modules.backlog))
+        .layer(Extension(modules.search));
     let docs = Router::from(SwaggerUi::new("/docs").url("/v1/openapi.json", document)).layer(
         SetResponseHeaderLayer::overriding(
             axum::http::header::CONTENT_SECURITY_POLICY,
@@ -191,6 +212,12 @@ impl Application {
             state.db.clone(),
             crate::consumers::backlog_cursors(&state, &modules),
             std::time::Duration::from_secs(1),
+            monitor.clone(),
+        );
+        // Keep this process's search replica current.
+        modules.search.spawn_follower(
+            modules.search_resume,
+            state.config.search_refresh(),
             monitor,
         );
         tracing::info!(addr = %listener.local_addr()?, docs = %format!("{}/docs", state.config.public_base_url), "serving the API");

@@ -45,6 +45,18 @@ pub enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Operator commands for the search index.
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Ask every API process to rebuild its search replica from PostgreSQL
+    /// (each serves its current one until the new one is swapped in).
+    Reindex,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +216,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.clean,
                 "the books do not reconcile for {date}: {} discrepancies",
                 report.discrepancies()
+            );
+            Ok(())
+        }
+        Command::Search {
+            command: SearchCommand::Reindex,
+        } => {
+            let pool = db::connect(&config).await?;
+            let result = rentify_search::request_reindex(&pool, "cli").await;
+            let (listings,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM listings WHERE status = 'active'")
+                    .fetch_one(&pool)
+                    .await?;
+            pool.close().await;
+            let event = result?;
+            println!(
+                "reindex requested (event {event}): each API process rebuilds its replica of {listings} active listings in the background and swaps it in"
             );
             Ok(())
         }

@@ -11,6 +11,7 @@ use crate::app::Modules;
 pub fn all(notifications: &Notifications) -> Vec<Consumer> {
     let mut consumers = notifications.consumers();
     consumers.extend(rentify_bookings::consumers());
+    consumers.extend(rentify_reviews::consumers());
     consumers
 }
 

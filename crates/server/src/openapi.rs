@@ -32,6 +32,8 @@ with an ISO 4217 currency; times are RFC 3339 UTC; `X-Request-Id` is echoed; rat
         (name = "listings", description = "Categories, listings (items, services, properties), their lifecycle and availability"),
         (name = "bookings", description = "Bookings: placement, the state machine, extensions and a booking's transactions"),
         (name = "payments", description = "Cards, wallets, deposits, withdrawals and payouts; money moves only through the double-entry ledger"),
+        (name = "search", description = "Search with facets, autocomplete and the personalised feed (a replica that follows changes within a second)"),
+        (name = "reviews", description = "Double-blind reviews between the parties of a completed booking, and users' public reviews"),
         (name = "notifications", description = "In-app notifications, their live stream (SSE) and delivery preferences"),
         (name = "admin", description = "Roles, accounts, the audit log and listing review (admins)"),
         (name = "webhooks", description = "Signed callbacks from providers"),

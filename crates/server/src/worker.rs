@@ -28,7 +28,8 @@ pub enum OpsPort {
 const HELD_PER_JOB: u32 = 2;
 /// Jobs this process runs (platform purge and retention, thumbnails,
 /// approval timer, request sweep, booking money, payouts, reconciliation)
-/// besides the notifications jobs; keep in step with the `spawn` calls below.
+/// besides the notifications and reviews jobs (counted by their modules);
+/// keep in step with the `spawn` calls below.
 const JOBS: u32 = 8;
 /// Connections an event consumer may hold at once: its batch's and a
 /// retry's.
@@ -52,7 +53,8 @@ pub async fn run_until(
     let identity = rentify_identity::Identity::init(&module_state).await?;
     let notifications = rentify_notifications::Notifications::init(&module_state, identity).await?;
     let consumers = crate::consumers::all(&notifications);
-    let jobs = JOBS + rentify_notifications::NotificationJobs::COUNT;
+    let jobs =
+        JOBS + rentify_notifications::NotificationJobs::COUNT + rentify_reviews::ReviewJobs::COUNT;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(
             jobs * (HELD_PER_JOB + config.worker_concurrency as u32)
@@ -76,6 +78,9 @@ pub async fn run_until(
         .spawn(&mut workers);
     notifications
         .jobs_on(pool.clone())
+        .await?
+        .spawn(&mut workers);
+    rentify_reviews::ReviewJobs::build(pool.clone())
         .await?
         .spawn(&mut workers);
     let consumers = rentify_events::Runtime::start_tuned(

@@ -246,6 +246,10 @@ impl TestAppBuilder {
                 .await
                 .expect("notification jobs")
                 .spawn(&mut workers);
+            rentify_reviews::ReviewJobs::build(job_pool.clone())
+                .await
+                .expect("review jobs")
+                .spawn(&mut workers);
             Some(
                 rentify_events::Runtime::start(
                     job_pool,

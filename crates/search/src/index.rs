@@ -1,0 +1,334 @@
+//! The replica: a Tantivy index in RAM for the words (BM25, typo tolerance,
+//! prefixes) plus coarse narrowing terms (kind, category path, geo cells),
+//! and beside it the table of [`ListingDoc`]s by slot that every exact
+//! filter reads. A Tantivy document carries only its slot; what the index
+//! matched is then checked against the table, so the two never disagree on
+//! a filter even between commits.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, RwLock},
+};
+
+use tantivy::{
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
+    Term,
+    collector::{Collector, SegmentCollector},
+    columnar::Column,
+    query::Query,
+    schema::{
+        FAST, Facet, FacetOptions, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing,
+        TextOptions,
+    },
+    tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer},
+};
+use uuid::Uuid;
+
+use crate::{
+    geo,
+    model::{Categories, ListingDoc, OwnerFacts},
+};
+
+/// The analyzer for titles, descriptions and queries: words, lower-cased,
+/// accents folded ("café" finds "cafe").
+pub const ANALYZER: &str = "rentify";
+
+#[derive(Clone, Copy)]
+pub struct Fields {
+    pub slot: Field,
+    pub id: Field,
+    pub kind: Field,
+    pub category: Field,
+    pub geo: Field,
+    pub title: Field,
+    pub body: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fields = Fields {
+        slot: builder.add_u64_field("slot", FAST),
+        id: builder.add_text_field("id", STRING),
+        kind: builder.add_text_field("kind", STRING),
+        category: builder.add_facet_field("category", FacetOptions::default()),
+        geo: builder.add_text_field("geo", STRING),
+        title: builder.add_text_field("title", text.clone()),
+        body: builder.add_text_field("body", text),
+    };
+    (builder.build(), fields)
+}
+
+/// Every listing the replica knows, by slot, and their owners.
+#[derive(Default)]
+pub struct Table {
+    pub slots: Vec<Option<ListingDoc>>,
+    pub by_id: HashMap<Uuid, u32>,
+    pub owners: HashMap<Uuid, OwnerFacts>,
+}
+
+impl Table {
+    pub fn get(&self, slot: u32) -> Option<&ListingDoc> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    pub fn owner(&self, id: Uuid) -> Option<&OwnerFacts> {
+        self.owners.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// One complete replica: index, reader, writer and table.
+pub struct Catalog {
+    pub fields: Fields,
+    pub categories: Categories,
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter<TantivyDocument>>,
+    pub table: RwLock<Table>,
+}
+
+impl Catalog {
+    pub fn new(categories: Categories) -> tantivy::Result<Self> {
+        let (schema, fields) = schema();
+        let index = Index::create_in_ram(schema);
+        index.tokenizers().register(
+            ANALYZER,
+            TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(RemoveLongFilter::limit(40))
+                .filter(LowerCaser)
+                .filter(AsciiFoldingFilter)
+                .build(),
+        );
+        // One indexing thread: the replica shares two cores with the API.
+        let writer = index.writer_with_num_threads(1, 64_000_000)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            fields,
+            categories,
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            table: RwLock::new(Table::default()),
+        })
+    }
+
+    /// The words of `text` as the index sees them.
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        let Some(mut analyzer) = self.index.tokenizers().get(ANALYZER) else {
+            return Vec::new();
+        };
+        let mut stream = analyzer.token_stream(text);
+        let mut words = Vec::new();
+        while let Some(token) = stream.next() {
+            words.push(token.text.clone());
+        }
+        words
+    }
+
+    /// Adds or replaces `docs` and drops `gone` (listings no longer
+    /// active), in the table at once and in the index at the next
+    /// [`Catalog::commit`].
+    pub fn apply(&self, docs: Vec<ListingDoc>, gone: &[Uuid], owners: HashMap<Uuid, OwnerFacts>) {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        table.owners.extend(owners);
+        for id in gone {
+            if let Some(slot) = table.by_id.remove(id) {
+                table.slots[slot as usize] = None;
+                writer.delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
+            }
+        }
+        for doc in docs {
+            let slot = match table.by_id.get(&doc.id) {
+                Some(&slot) => {
+                    writer.delete_term(Term::from_field_text(self.fields.id, &doc.id.to_string()));
+                    slot
+                }
+                None => {
+                    let slot = table.slots.len() as u32;
+                    table.slots.push(None);
+                    table.by_id.insert(doc.id, slot);
+                    slot
+                }
+            };
+            // Only fails when the indexing thread has died, which the
+            // next commit reports.
+            let _ = writer.add_document(self.document(slot, &doc));
+            table.slots[slot as usize] = Some(doc);
+        }
+    }
+
+    /// Replaces what the table knows about `owners`.
+    pub fn apply_owners(&self, owners: HashMap<Uuid, OwnerFacts>) {
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        table.owners.extend(owners);
+    }
+
+    /// Makes everything applied so far searchable.
+    pub fn commit(&self) -> tantivy::Result<()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .commit()?;
+        self.reader.reload()
+    }
+
+    pub fn searcher(&self) -> tantivy::Searcher {
+        self.reader.searcher()
+    }
+
+    fn document(&self, slot: u32, doc: &ListingDoc) -> TantivyDocument {
+        let f = self.fields;
+        let mut out = TantivyDocument::default();
+        out.add_u64(f.slot, u64::from(slot));
+        out.add_text(f.id, doc.id.to_string());
+        out.add_text(f.kind, doc.kind.as_str());
+        let mut body = String::with_capacity(doc.description.len() + 64);
+        body.push_str(&doc.description);
+        for item in &doc.included_items {
+            body.push(' ');
+            body.push_str(item);
+        }
+        if let Some(category) = doc.category_id {
+            if let Some(path) = self.categories.path(category) {
+                out.add_facet(
+                    f.category,
+                    Facet::from_text(&path).unwrap_or_else(|_| Facet::root()),
+                );
+            }
+            for c in self.categories.lineage(category) {
+                body.push(' ');
+                body.push_str(&self.categories.by_id[&c].name);
+            }
+        }
+        if let Some((lat, lng)) = doc.location {
+            for cell in geo::cells(lat, lng) {
+                out.add_text(f.geo, cell);
+            }
+        }
+        out.add_text(f.title, &doc.title);
+        out.add_text(f.body, body);
+        out
+    }
+}
+
+/// A match the index found and the table accepted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    pub slot: u32,
+    pub score: f32,
+}
+
+/// Collects every matching slot the `accept` filter (run against the
+/// table, under its read lock) lets through, with its BM25 score.
+pub struct Matches<'a, F> {
+    pub accept: &'a F,
+    pub scoring: bool,
+}
+
+impl<F> Collector for Matches<'_, F>
+where
+    F: Fn(u32) -> bool + Sync,
+{
+    type Fruit = Vec<Hit>;
+    type Child = SegmentMatches;
+
+    fn for_segment(&self, _: u32, segment: &SegmentReader) -> tantivy::Result<Self::Child> {
+        Ok(SegmentMatches {
+            slots: segment.fast_fields().u64("slot")?,
+            hits: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.scoring
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<Hit>>) -> tantivy::Result<Vec<Hit>> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+
+    fn collect_segment(
+        &self,
+        weight: &dyn tantivy::query::Weight,
+        _segment_ord: u32,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Vec<Hit>> {
+        let slots: Column<u64> = reader.fast_fields().u64("slot")?;
+        let mut hits = Vec::new();
+        let alive = reader.alive_bitset();
+        let mut push = |doc: DocId, score: Score| {
+            if alive.is_some_and(|a| !a.is_alive(doc)) {
+                return;
+            }
+            let Some(slot) = slots.first(doc) else { return };
+            let slot = slot as u32;
+            if (self.accept)(slot) {
+                hits.push(Hit { slot, score });
+            }
+        };
+        if self.scoring {
+            weight.for_each(reader, &mut push)?;
+        } else {
+            weight.for_each_no_score(reader, &mut |docs: &[DocId]| {
+                for &doc in docs {
+                    push(doc, 1.0);
+                }
+            })?;
+        }
+        Ok(hits)
+    }
+}
+
+/// A segment's matches, unfiltered: what [`Matches::for_segment`] returns
+/// for callers that drive segments themselves. [`Matches`] overrides
+/// `collect_segment` to filter inside the scoring loop instead.
+pub struct SegmentMatches {
+    slots: Column<u64>,
+    hits: Vec<Hit>,
+}
+
+impl SegmentCollector for SegmentMatches {
+    type Fruit = Vec<Hit>;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if let Some(slot) = self.slots.first(doc) {
+            self.hits.push(Hit {
+                slot: slot as u32,
+                score,
+            });
+        }
+    }
+
+    fn harvest(self) -> Vec<Hit> {
+        self.hits
+    }
+}
+
+/// Runs `query` and returns the accepted hits.
+pub fn matches<F>(
+    searcher: &tantivy::Searcher,
+    query: &dyn Query,
+    scoring: bool,
+    accept: &F,
+) -> tantivy::Result<Vec<Hit>>
+where
+    F: Fn(u32) -> bool + Sync,
+{
+    searcher.search(query, &Matches { accept, scoring })
+}

@@ -1,0 +1,265 @@
+//! What a search replica holds about each active listing and its owner: the
+//! filterable facts that Tantivy does not index (prices, calendar, owner
+//! rating and trust), kept in memory beside the index so every filter is
+//! exact and cheap at query time.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Listing kinds, as in the listings module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Item,
+    Service,
+    Property,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Item, Kind::Service, Kind::Property];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Item => "item",
+            Kind::Service => "service",
+            Kind::Property => "property",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
+/// The billing period a price is quoted for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Hourly,
+    Daily,
+    Weekly,
+}
+
+impl Period {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "hourly" => Some(Self::Hourly),
+            "daily" => Some(Self::Daily),
+            "weekly" => Some(Self::Weekly),
+            _ => None,
+        }
+    }
+}
+
+/// Prices in minor units; a listing need not offer every period.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Prices {
+    pub hourly: Option<i64>,
+    pub daily: Option<i64>,
+    pub weekly: Option<i64>,
+    pub currency: String,
+}
+
+impl Prices {
+    pub fn for_period(&self, period: Period) -> Option<i64> {
+        match period {
+            Period::Hourly => self.hourly,
+            Period::Daily => self.daily,
+            Period::Weekly => self.weekly,
+        }
+    }
+}
+
+/// A listing's calendar from now on, in Unix seconds: the owner's opening
+/// windows (when there are any, a stay must fit inside one) and the spans
+/// occupied on each unit (blocks and bookings, buffers included).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Calendar {
+    pub open: Vec<(i64, i64)>,
+    pub busy: Vec<Busy>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Busy {
+    pub unit: i32,
+    pub start: i64,
+    pub end: i64,
+    /// A booking request whose hold lapses then frees the unit.
+    pub hold_expires_at: Option<i64>,
+}
+
+impl Calendar {
+    /// Whether at least one of `quantity` units is free for all of
+    /// `[from, to)` at `now`: exact interval arithmetic, the same rule the
+    /// bookings module enforces with its exclusion constraint.
+    pub fn has_free_unit(&self, quantity: i32, from: i64, to: i64, now: i64) -> bool {
+        if !self.open.is_empty() && !self.open.iter().any(|&(s, e)| s <= from && to <= e) {
+            return false;
+        }
+        let mut taken: Vec<i32> = self
+            .busy
+            .iter()
+            .filter(|b| b.start < to && from < b.end)
+            .filter(|b| b.hold_expires_at.is_none_or(|h| h > now))
+            .map(|b| b.unit)
+            .collect();
+        taken.sort_unstable();
+        taken.dedup();
+        (taken.len() as i32) < quantity
+    }
+}
+
+/// An active listing as search sees it.
+#[derive(Clone, Debug)]
+pub struct ListingDoc {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub kind: Kind,
+    pub category_id: Option<Uuid>,
+    pub title: String,
+    pub description: String,
+    pub included_items: Vec<String>,
+    /// `(lat, lng)` in degrees.
+    pub location: Option<(f64, f64)>,
+    pub prices: Prices,
+    pub delivery: bool,
+    pub instant_book: bool,
+    pub quantity: i32,
+    pub photo: Option<String>,
+    pub published_at: Option<DateTime<Utc>>,
+    /// Bookings that went ahead (approved or later): the popularity signal.
+    pub bookings: i64,
+    pub calendar: Calendar,
+}
+
+/// What ranking and filters need to know about an owner.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnerFacts {
+    pub verified: bool,
+    pub rating_avg: Option<f64>,
+    pub rating_count: i64,
+    /// 0..=100 from the trust engine; `None` until it has run.
+    pub trust: Option<f64>,
+}
+
+/// A category of the tree.
+#[derive(Clone, Debug)]
+pub struct Category {
+    pub id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub slug: String,
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// The category tree, small and read-mostly.
+#[derive(Clone, Debug, Default)]
+pub struct Categories {
+    pub by_id: HashMap<Uuid, Category>,
+}
+
+impl Categories {
+    pub fn new(list: Vec<Category>) -> Self {
+        Self {
+            by_id: list.into_iter().map(|c| (c.id, c)).collect(),
+        }
+    }
+
+    /// `id` and its ancestors, leaf first (cycles cannot exist, but the
+    /// walk is bounded anyway).
+    pub fn lineage(&self, id: Uuid) -> Vec<Uuid> {
+        let mut out = Vec::new();
+        let mut at = Some(id);
+        while let Some(current) = at {
+            if out.len() > 16 || !self.by_id.contains_key(&current) {
+                break;
+            }
+            out.push(current);
+            at = self.by_id[&current].parent_id;
+        }
+        out
+    }
+
+    /// `id` and every category below it.
+    pub fn descendants(&self, id: Uuid) -> HashSet<Uuid> {
+        self.by_id
+            .keys()
+            .copied()
+            .filter(|&c| self.lineage(c).contains(&id))
+            .collect()
+    }
+
+    /// The slug path from the root, e.g. `/items/cameras/lenses`.
+    pub fn path(&self, id: Uuid) -> Option<String> {
+        let lineage = self.lineage(id);
+        if lineage.is_empty() {
+            return None;
+        }
+        Some(lineage.iter().rev().fold(String::new(), |mut path, c| {
+            path.push('/');
+            path.push_str(&self.by_id[c].slug);
+            path
+        }))
+    }
+
+    pub fn by_slug(&self, slug: &str) -> Option<&Category> {
+        self.by_id.values().find(|c| c.slug == slug)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy(unit: i32, start: i64, end: i64) -> Busy {
+        Busy {
+            unit,
+            start,
+            end,
+            hold_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn a_unit_is_free_unless_every_unit_overlaps() {
+        let calendar = Calendar {
+            open: vec![],
+            busy: vec![busy(0, 10, 20), busy(1, 15, 30)],
+        };
+        assert!(!calendar.has_free_unit(2, 16, 18, 0), "both units taken");
+        assert!(
+            calendar.has_free_unit(2, 20, 25, 0),
+            "unit 0 is free from 20"
+        );
+        assert!(calendar.has_free_unit(3, 16, 18, 0), "a third unit");
+        assert!(calendar.has_free_unit(1, 30, 40, 0), "ends are exclusive");
+        assert!(!calendar.has_free_unit(1, 5, 11, 0));
+    }
+
+    #[test]
+    fn opening_windows_must_contain_the_stay() {
+        let calendar = Calendar {
+            open: vec![(100, 200)],
+            busy: vec![],
+        };
+        assert!(calendar.has_free_unit(1, 100, 200, 0));
+        assert!(!calendar.has_free_unit(1, 150, 250, 0));
+    }
+
+    #[test]
+    fn a_lapsed_hold_frees_its_unit() {
+        let calendar = Calendar {
+            open: vec![],
+            busy: vec![Busy {
+                hold_expires_at: Some(50),
+                ..busy(0, 10, 20)
+            }],
+        };
+        assert!(!calendar.has_free_unit(1, 12, 14, 40));
+        assert!(calendar.has_free_unit(1, 12, 14, 60));
+    }
+}

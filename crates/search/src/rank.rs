@@ -1,0 +1,536 @@
+//! From the index's matches to a page: the exact filters, ranking, facets,
+//! the price histogram and keyset pagination. Pure functions over the
+//! replica's table, so each rule is tested without a database.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rentify_platform::pagination::Cursor;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    geo,
+    index::{Hit, Table},
+    model::{Categories, Kind, ListingDoc, OwnerFacts, Period, Prices},
+    params::{Search, Sort},
+};
+
+/// Whether `doc` passes every filter of `search` except the words (which
+/// the index decided). Runs inside the index's collection loop.
+pub fn accepts(doc: &ListingDoc, owner: Option<&OwnerFacts>, search: &Search, now: i64) -> bool {
+    if search.kind.is_some_and(|k| k != doc.kind) {
+        return false;
+    }
+    if let Some(categories) = &search.categories
+        && !doc.category_id.is_some_and(|c| categories.contains(&c))
+    {
+        return false;
+    }
+    if let (Some(center), Some(radius)) = (search.center, search.radius_km) {
+        match doc.location {
+            Some(at) if geo::distance_km(center, at) <= radius => {}
+            _ => return false,
+        }
+    }
+    if search.price_min.is_some() || search.price_max.is_some() {
+        let Some(price) = doc.prices.for_period(search.price_period()) else {
+            return false;
+        };
+        if search.price_min.is_some_and(|min| price < min)
+            || search.price_max.is_some_and(|max| price > max)
+        {
+            return false;
+        }
+    }
+    if search.delivery && !doc.delivery {
+        return false;
+    }
+    if search.verified_only && !owner.is_some_and(|o| o.verified) {
+        return false;
+    }
+    if let Some(min) = search.min_rating
+        && !owner.and_then(|o| o.rating_avg).is_some_and(|r| r >= min)
+    {
+        return false;
+    }
+    if let Some((from, to)) = search.window
+        && !doc.calendar.has_free_unit(doc.quantity, from, to, now)
+    {
+        return false;
+    }
+    true
+}
+
+/// How much an owner's record lifts a listing: up to +25 % for trust, +10
+/// % for reviews (a Bayesian average, so one 5-star review is not a 5.0),
+/// +5 % for a track record of bookings. Words still dominate relevance.
+pub fn quality(doc: &ListingDoc, owner: Option<&OwnerFacts>) -> f64 {
+    let trust = owner
+        .and_then(|o| o.trust)
+        .unwrap_or(50.0)
+        .clamp(0.0, 100.0);
+    let rating = owner.map_or(PRIOR_RATING, bayesian_rating);
+    let popularity = ((1 + doc.bookings.max(0)) as f64).ln() / 100f64.ln();
+    1.0 + 0.25 * trust / 100.0 + 0.10 * (rating - 1.0) / 4.0 + 0.05 * popularity.min(1.0)
+}
+
+const PRIOR_RATING: f64 = 3.5;
+const PRIOR_WEIGHT: f64 = 5.0;
+
+/// The owner's average pulled towards 3.5 as if by five more reviews.
+pub fn bayesian_rating(owner: &OwnerFacts) -> f64 {
+    let n = owner.rating_count.max(0) as f64;
+    match owner.rating_avg {
+        Some(avg) if n > 0.0 => (avg * n + PRIOR_RATING * PRIOR_WEIGHT) / (n + PRIOR_WEIGHT),
+        _ => PRIOR_RATING,
+    }
+}
+
+/// One result.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SearchHit {
+    #[schema(example = "search_hit")]
+    pub object: &'static str,
+    pub listing: ListingCard,
+    /// Relevance: BM25 times the quality lift (1 without `q`).
+    pub score: f64,
+    /// From the search's centre, when it has one.
+    pub distance_km: Option<f64>,
+}
+
+/// What a result shows of a listing.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ListingCard {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    pub title: String,
+    pub category: Option<CategoryRef>,
+    pub pricing: Prices,
+    pub location: Option<LatLng>,
+    pub delivery: bool,
+    pub instant_book: bool,
+    pub photo_url: Option<String>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub owner: OwnerCard,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CategoryRef {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+pub struct LatLng {
+    pub lat: f64,
+    pub lng: f64,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OwnerCard {
+    pub id: Uuid,
+    /// Identity verified through KYC.
+    pub verified: bool,
+    pub rating: RatingSummary,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RatingSummary {
+    pub avg: Option<f64>,
+    pub count: i64,
+}
+
+/// Counts over every match (not just the page).
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct Facets {
+    /// Matches per listing type.
+    #[serde(rename = "type")]
+    pub kind: HashMap<&'static str, usize>,
+    /// Matches per category, each counted in its category and the ones
+    /// above it; most matches first.
+    pub category: Vec<CategoryCount>,
+    /// Prices of the matches for `price_period`.
+    pub price_histogram: Vec<Bucket>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CategoryCount {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub count: usize,
+}
+
+/// Prices in `[min, max)`, minor units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Bucket {
+    pub min: i64,
+    pub max: i64,
+    pub count: usize,
+}
+
+/// A page of results.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SearchPage {
+    #[schema(example = "search_result")]
+    pub object: &'static str,
+    pub data: Vec<SearchHit>,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+    /// Every match, across pages.
+    pub total: usize,
+    pub facets: Facets,
+}
+
+/// A ranked candidate: `key` orders ascending, ties by id.
+struct Ranked {
+    key: f64,
+    id: Uuid,
+    slot: u32,
+    score: f64,
+    distance: Option<f64>,
+}
+
+/// The order key of `doc` for `sort`, smaller first. Listings without the
+/// sorted-by value come last.
+fn sort_key(sort: Sort, score: f64, price: Option<i64>, distance: Option<f64>, rating: f64) -> f64 {
+    let last = f64::MAX;
+    match sort {
+        Sort::Relevance => -score,
+        Sort::PriceAsc => price.map_or(last, |p| p as f64),
+        Sort::PriceDesc => price.map_or(last, |p| -(p as f64)),
+        Sort::Distance => distance.unwrap_or(last),
+        Sort::Rating => -rating,
+    }
+}
+
+/// Ranks `hits`, counts facets and cuts the page after `after`.
+pub fn page(
+    hits: &[Hit],
+    table: &Table,
+    categories: &Categories,
+    search: &Search,
+    after: Option<&Cursor<f64>>,
+) -> SearchPage {
+    let period = search.price_period();
+    let mut facets = Facets::default();
+    let mut category_counts: HashMap<Uuid, usize> = HashMap::new();
+    let mut prices = Vec::new();
+    let mut ranked = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let Some(doc) = table.get(hit.slot) else {
+            continue;
+        };
+        let owner = table.owner(doc.owner_id);
+        *facets.kind.entry(doc.kind.as_str()).or_default() += 1;
+        if let Some(c) = doc.category_id {
+            for c in categories.lineage(c) {
+                *category_counts.entry(c).or_default() += 1;
+            }
+        }
+        let price = doc.prices.for_period(period);
+        prices.extend(price);
+        let distance = search
+            .center
+            .zip(doc.location)
+            .map(|(c, at)| geo::distance_km(c, at));
+        let score = f64::from(hit.score) * quality(doc, owner);
+        let rating = owner.map_or(0.0, |o| o.rating_avg.unwrap_or(0.0));
+        let key = sort_key(search.sort(), score, price, distance, rating);
+        ranked.push(Ranked {
+            key,
+            id: doc.id,
+            slot: hit.slot,
+            score,
+            distance,
+        });
+    }
+    let total = ranked.len();
+    let mut category_list: Vec<CategoryCount> = category_counts
+        .into_iter()
+        .filter_map(|(id, count)| {
+            categories.by_id.get(&id).map(|c| CategoryCount {
+                id,
+                slug: c.slug.clone(),
+                name: c.name.clone(),
+                count,
+            })
+        })
+        .collect();
+    category_list.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.slug.cmp(&b.slug)));
+    facets.category = category_list;
+    facets.price_histogram = histogram(&prices);
+
+    if let Some(after) = after {
+        ranked.retain(|r| (r.key, r.id) > (after.key, after.id));
+    }
+    let take = search.limit + 1;
+    let order = |a: &Ranked, b: &Ranked| a.key.total_cmp(&b.key).then_with(|| a.id.cmp(&b.id));
+    if ranked.len() > take {
+        ranked.select_nth_unstable_by(take - 1, order);
+        ranked.truncate(take);
+    }
+    ranked.sort_unstable_by(order);
+    let has_more = ranked.len() > search.limit;
+    ranked.truncate(search.limit);
+    let next_cursor = has_more
+        .then(|| ranked.last().map(|r| Cursor::new(r.key, r.id).encode()))
+        .flatten();
+    let data = ranked
+        .iter()
+        .filter_map(|r| {
+            let doc = table.get(r.slot)?;
+            Some(SearchHit {
+                object: "search_hit",
+                listing: card(doc, table.owner(doc.owner_id), categories),
+                score: (r.score * 1000.0).round() / 1000.0,
+                distance_km: r.distance.map(|d| (d * 1000.0).round() / 1000.0),
+            })
+        })
+        .collect();
+    SearchPage {
+        object: "search_result",
+        data,
+        has_more,
+        next_cursor,
+        total,
+        facets,
+    }
+}
+
+/// A listing as results show it.
+pub fn card(doc: &ListingDoc, owner: Option<&OwnerFacts>, categories: &Categories) -> ListingCard {
+    ListingCard {
+        id: doc.id,
+        kind: doc.kind,
+        title: doc.title.clone(),
+        category: doc
+            .category_id
+            .and_then(|id| categories.by_id.get(&id))
+            .map(|c| CategoryRef {
+                id: c.id,
+                slug: c.slug.clone(),
+                name: c.name.clone(),
+            }),
+        pricing: doc.prices.clone(),
+        location: doc.location.map(|(lat, lng)| LatLng { lat, lng }),
+        delivery: doc.delivery,
+        instant_book: doc.instant_book,
+        photo_url: doc.photo.clone(),
+        published_at: doc.published_at,
+        owner: OwnerCard {
+            id: doc.owner_id,
+            verified: owner.is_some_and(|o| o.verified),
+            rating: RatingSummary {
+                avg: owner.and_then(|o| o.rating_avg),
+                count: owner.map_or(0, |o| o.rating_count),
+            },
+        },
+    }
+}
+
+/// The smallest of 1, 2 or 5 times a power of ten that is at least `x`.
+fn nice(x: i64) -> i64 {
+    let mut base = 1i64;
+    loop {
+        for m in [1, 2, 5] {
+            if base.saturating_mul(m) >= x {
+                return base.saturating_mul(m);
+            }
+        }
+        base = base.saturating_mul(10);
+    }
+}
+
+/// About ten buckets of a round width spanning `prices`.
+pub fn histogram(prices: &[i64]) -> Vec<Bucket> {
+    let (Some(&min), Some(&max)) = (prices.iter().min(), prices.iter().max()) else {
+        return Vec::new();
+    };
+    let width = nice(((max - min) / 10).max(1) + 1);
+    let start = min.div_euclid(width) * width;
+    let n = ((max - start) / width + 1) as usize;
+    let mut buckets: Vec<Bucket> = (0..n)
+        .map(|i| Bucket {
+            min: start + i as i64 * width,
+            max: start + (i as i64 + 1) * width,
+            count: 0,
+        })
+        .collect();
+    for &p in prices {
+        buckets[((p - start) / width) as usize].count += 1;
+    }
+    buckets
+}
+
+/// Whether `period` is the one a search used (facets say which).
+pub fn period_name(period: Period) -> &'static str {
+    match period {
+        Period::Hourly => "hourly",
+        Period::Daily => "daily",
+        Period::Weekly => "weekly",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::Calendar;
+
+    fn doc(n: u128, price: i64, at: (f64, f64)) -> ListingDoc {
+        ListingDoc {
+            id: Uuid::from_u128(n),
+            owner_id: Uuid::from_u128(1000),
+            kind: Kind::Item,
+            category_id: None,
+            title: format!("thing {n}"),
+            description: String::new(),
+            included_items: vec![],
+            location: Some(at),
+            prices: Prices {
+                hourly: None,
+                daily: Some(price),
+                weekly: None,
+                currency: "EUR".into(),
+            },
+            delivery: n % 2 == 0,
+            instant_book: false,
+            quantity: 1,
+            photo: None,
+            published_at: None,
+            bookings: 0,
+            calendar: Calendar::default(),
+        }
+    }
+
+    fn table(docs: Vec<ListingDoc>) -> (Table, Vec<Hit>) {
+        let mut table = Table::default();
+        let mut hits = Vec::new();
+        for (i, d) in docs.into_iter().enumerate() {
+            table.by_id.insert(d.id, i as u32);
+            table.slots.push(Some(d));
+            hits.push(Hit {
+                slot: i as u32,
+                score: 1.0,
+            });
+        }
+        (table, hits)
+    }
+
+    #[test]
+    fn filters_are_exact() {
+        let search = Search {
+            center: Some((48.8566, 2.3522)),
+            radius_km: Some(2.0),
+            price_min: Some(1000),
+            price_max: Some(2000),
+            delivery: true,
+            limit: 20,
+            ..Search::default()
+        };
+        // ~1.1 km north of the centre, in range, delivers.
+        assert!(accepts(&doc(2, 1500, (48.8666, 2.3522)), None, &search, 0));
+        // ~2.2 km away.
+        assert!(!accepts(&doc(2, 1500, (48.8766, 2.3522)), None, &search, 0));
+        assert!(!accepts(&doc(2, 2001, (48.8666, 2.3522)), None, &search, 0));
+        assert!(
+            !accepts(&doc(3, 1500, (48.8666, 2.3522)), None, &search, 0),
+            "no delivery"
+        );
+        let rated = Search {
+            min_rating: Some(4.0),
+            verified_only: true,
+            limit: 20,
+            ..Search::default()
+        };
+        let good = OwnerFacts {
+            verified: true,
+            rating_avg: Some(4.5),
+            rating_count: 3,
+            trust: None,
+        };
+        assert!(accepts(&doc(1, 1, (0.0, 0.0)), Some(&good), &rated, 0));
+        assert!(!accepts(&doc(1, 1, (0.0, 0.0)), None, &rated, 0));
+        let unverified = OwnerFacts {
+            verified: false,
+            ..good
+        };
+        assert!(!accepts(
+            &doc(1, 1, (0.0, 0.0)),
+            Some(&unverified),
+            &rated,
+            0
+        ));
+    }
+
+    #[test]
+    fn pages_follow_the_sort_and_the_cursor_resumes() {
+        let docs: Vec<ListingDoc> = (0..25)
+            .map(|n| doc(n, 100 * (25 - n as i64), (0.0, 0.0)))
+            .collect();
+        let (table, hits) = table(docs);
+        let mut search = Search {
+            sort: Some(Sort::PriceAsc),
+            limit: 10,
+            ..Search::default()
+        };
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let after = cursor.as_deref().map(|c| Cursor::<f64>::decode(c).unwrap());
+            let page = page(
+                &hits,
+                &table,
+                &Categories::default(),
+                &search,
+                after.as_ref(),
+            );
+            assert_eq!(page.total, 25);
+            seen.extend(page.data.iter().map(|h| h.listing.pricing.daily.unwrap()));
+            cursor = page.next_cursor.clone();
+            if !page.has_more {
+                break;
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted);
+        assert_eq!(seen.len(), 25);
+        search.sort = Some(Sort::PriceDesc);
+        let first = page(&hits, &table, &Categories::default(), &search, None);
+        assert_eq!(first.data[0].listing.pricing.daily, Some(2500));
+    }
+
+    proptest! {
+        #[test]
+        fn the_histogram_counts_every_price_once_in_its_bucket(
+            prices in proptest::collection::vec(0i64..10_000_000, 1..300)
+        ) {
+            let buckets = histogram(&prices);
+            prop_assert!(buckets.len() <= 12, "{} buckets", buckets.len());
+            prop_assert_eq!(buckets.iter().map(|b| b.count).sum::<usize>(), prices.len());
+            for p in &prices {
+                let holding = buckets.iter().filter(|b| b.min <= *p && *p < b.max).count();
+                prop_assert_eq!(holding, 1);
+            }
+        }
+
+        #[test]
+        fn quality_lifts_by_at_most_forty_percent(
+            trust in proptest::option::of(0.0f64..=100.0),
+            avg in proptest::option::of(1.0f64..=5.0), count in 0i64..1000, bookings in 0i64..100_000,
+        ) {
+            let mut d = doc(1, 1, (0.0, 0.0));
+            d.bookings = bookings;
+            let owner = OwnerFacts { verified: true, rating_avg: avg, rating_count: count, trust };
+            let q = quality(&d, Some(&owner));
+            prop_assert!((1.0..=1.4).contains(&q), "{q}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Autocomplete: categories whose name starts like the words typed, then
+//! listing titles that match them (the last word as a prefix, typos
+//! forgiven like in search), best first and each title once.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{SearchIndex, index, query, rank};
+
+/// One suggestion.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Suggestion {
+    /// What to show and, if picked, to search for.
+    pub text: String,
+    /// `category` or `listing`.
+    pub kind: &'static str,
+    /// The category's id, or the best listing's with this title.
+    pub id: Uuid,
+    /// A category's slug (use it as `category=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+}
+
+/// Categories shown before titles, at most.
+const MAX_CATEGORIES: usize = 3;
+
+/// Whether every word of `typed` starts a word of `name` (in order of the
+/// typed words, each matched once).
+pub fn name_matches(name_words: &[String], typed: &[String]) -> bool {
+    let mut used = vec![false; name_words.len()];
+    typed.iter().all(|t| {
+        name_words.iter().enumerate().any(|(i, w)| {
+            let hit = !used[i] && w.starts_with(t.as_str());
+            if hit {
+                used[i] = true;
+            }
+            hit
+        })
+    })
+}
+
+impl SearchIndex {
+    /// Up to `limit` suggestions for `q`.
+    pub fn suggest(&self, q: &str, limit: usize) -> anyhow::Result<Vec<Suggestion>> {
+        let catalog = self.catalog();
+        let typed = catalog.analyze(q);
+        let mut out: Vec<Suggestion> = Vec::new();
+        let mut categories: Vec<_> = catalog
+            .categories
+            .by_id
+            .values()
+            .filter(|c| name_matches(&catalog.analyze(&c.name), &typed))
+            .collect();
+        categories.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(
+            categories
+                .into_iter()
+                .take(MAX_CATEGORIES.min(limit))
+                .map(|c| Suggestion {
+                    text: c.name.clone(),
+                    kind: "category",
+                    id: c.id,
+                    slug: Some(c.slug.clone()),
+                }),
+        );
+        let Some(query) = query::suggest(&catalog, q) else {
+            return Ok(out);
+        };
+        let table = catalog.table.read().unwrap_or_else(|e| e.into_inner());
+        let accept = |slot: u32| table.get(slot).is_some();
+        let hits = index::matches(&catalog.searcher(), query.as_ref(), true, &accept)?;
+        let mut ranked: Vec<(f64, Uuid, u32)> = hits
+            .iter()
+            .filter_map(|h| {
+                let doc = table.get(h.slot)?;
+                let score = f64::from(h.score) * rank::quality(doc, table.owner(doc.owner_id));
+                Some((-score, doc.id, h.slot))
+            })
+            .collect();
+        // The best few hundred are plenty to fill a short list with
+        // distinct titles.
+        let keep = 256.min(ranked.len());
+        let order = |a: &(f64, Uuid, u32), b: &(f64, Uuid, u32)| {
+            a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+        };
+        if ranked.len() > keep && keep > 0 {
+            ranked.select_nth_unstable_by(keep - 1, order);
+            ranked.truncate(keep);
+        }
+        ranked.sort_unstable_by(order);
+        let mut titles: HashSet<String> = HashSet::new();
+        for (_, id, slot) in ranked {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(doc) = table.get(slot) else { continue };
+            let title = doc.title.trim();
+            if title.is_empty() || !titles.insert(title.to_lowercase()) {
+                continue;
+            }
+            out.push(Suggestion {
+                text: title.to_owned(),
+                kind: "listing",
+                id,
+                slug: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_lowercase).collect()
+    }
+
+    #[test]
+    fn category_names_match_by_word_prefixes() {
+        assert!(name_matches(&words("Cameras & photo"), &words("cam")));
+        assert!(name_matches(&words("Cameras & photo"), &words("pho cam")));
+        assert!(!name_matches(&words("Power tools"), &words("po po")));
+        assert!(!name_matches(&words("Lenses"), &words("len x")));
+    }
+}
