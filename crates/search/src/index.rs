@@ -153,7 +153,11 @@ impl Catalog {
                 writer.delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
             }
         }
-        for doc in docs {
+        for mut doc in docs {
+            doc.lineage = doc
+                .category_id
+                .map(|c| self.categories.lineage(c))
+                .unwrap_or_default();
             let slot = match table.by_id.get(&doc.id) {
                 Some(&slot) => {
                     writer.delete_term(Term::from_field_text(self.fields.id, &doc.id.to_string()));
@@ -211,9 +215,9 @@ impl Catalog {
                     Facet::from_text(&path).unwrap_or_else(|_| Facet::root()),
                 );
             }
-            for c in self.categories.lineage(category) {
+            for c in &doc.lineage {
                 body.push(' ');
-                body.push_str(&self.categories.by_id[&c].name);
+                body.push_str(&self.categories.by_id[c].name);
             }
         }
         if let Some((lat, lng)) = doc.location {

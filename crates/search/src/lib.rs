@@ -125,7 +125,7 @@ impl SearchIndex {
         let accept = |slot: u32| {
             table
                 .get(slot)
-                .is_some_and(|d| rank::accepts(d, table.owner(d.owner_id), search, now))
+                .is_some_and(|d| rank::accepts(d, || table.owner(d.owner_id), search, now))
         };
         let hits: Vec<Hit> = index::matches(&catalog.searcher(), query.as_ref(), scoring, &accept)
             .map_err(ApiError::internal)?;

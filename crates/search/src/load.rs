@@ -71,6 +71,7 @@ impl ListingRow {
             published_at: self.published_at,
             bookings: 0,
             calendar: Calendar::default(),
+            lineage: Vec::new(),
         }
     }
 }

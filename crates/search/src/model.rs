@@ -134,6 +134,9 @@ pub struct ListingDoc {
     /// Bookings that went ahead (approved or later): the popularity signal.
     pub bookings: i64,
     pub calendar: Calendar,
+    /// The category and its ancestors, leaf first (filled in by the
+    /// catalog, which knows the tree), so facets need no tree walk per hit.
+    pub lineage: Vec<Uuid>,
 }
 
 /// What ranking and filters need to know about an owner.

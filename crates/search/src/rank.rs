@@ -18,21 +18,17 @@ use crate::{
 };
 
 /// Whether `doc` passes every filter of `search` except the words (which
-/// the index decided). Runs inside the index's collection loop.
-pub fn accepts(doc: &ListingDoc, owner: Option<&OwnerFacts>, search: &Search, now: i64) -> bool {
-    if search.kind.is_some_and(|k| k != doc.kind) {
+/// the index decided). Runs inside the index's collection loop for every
+/// match, so the cheap checks go first and the owner is looked up only
+/// when a filter needs it.
+pub fn accepts<'a>(
+    doc: &ListingDoc,
+    owner: impl FnOnce() -> Option<&'a OwnerFacts>,
+    search: &Search,
+    now: i64,
+) -> bool {
+    if search.kind.is_some_and(|k| k != doc.kind) || (search.delivery && !doc.delivery) {
         return false;
-    }
-    if let Some(categories) = &search.categories
-        && !doc.category_id.is_some_and(|c| categories.contains(&c))
-    {
-        return false;
-    }
-    if let (Some(center), Some(radius)) = (search.center, search.radius_km) {
-        match doc.location {
-            Some(at) if geo::distance_km(center, at) <= radius => {}
-            _ => return false,
-        }
     }
     if search.price_min.is_some() || search.price_max.is_some() {
         let Some(price) = doc.prices.for_period(search.price_period()) else {
@@ -44,16 +40,27 @@ pub fn accepts(doc: &ListingDoc, owner: Option<&OwnerFacts>, search: &Search, no
             return false;
         }
     }
-    if search.delivery && !doc.delivery {
-        return false;
-    }
-    if search.verified_only && !owner.is_some_and(|o| o.verified) {
-        return false;
-    }
-    if let Some(min) = search.min_rating
-        && !owner.and_then(|o| o.rating_avg).is_some_and(|r| r >= min)
+    if let Some(categories) = &search.categories
+        && !doc.category_id.is_some_and(|c| categories.contains(&c))
     {
         return false;
+    }
+    if search.verified_only || search.min_rating.is_some() {
+        let owner = owner();
+        if search.verified_only && !owner.is_some_and(|o| o.verified) {
+            return false;
+        }
+        if let Some(min) = search.min_rating
+            && !owner.and_then(|o| o.rating_avg).is_some_and(|r| r >= min)
+        {
+            return false;
+        }
+    }
+    if let (Some(center), Some(radius)) = (search.center, search.radius_km) {
+        match doc.location {
+            Some(at) if geo::distance_km(center, at) <= radius => {}
+            _ => return false,
+        }
     }
     if let Some((from, to)) = search.window
         && !doc.calendar.has_free_unit(doc.quantity, from, to, now)
@@ -155,6 +162,8 @@ pub struct Facets {
     pub category: Vec<CategoryCount>,
     /// Prices of the matches for `price_period`.
     pub price_histogram: Vec<Bucket>,
+    /// The period the histogram's prices are for (`daily` by default).
+    pub price_period: &'static str,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -218,7 +227,9 @@ pub fn page(
 ) -> SearchPage {
     let period = search.price_period();
     let mut facets = Facets::default();
-    let mut category_counts: HashMap<Uuid, usize> = HashMap::new();
+    // A few dozen categories: a list beats hashing per match.
+    let mut category_counts: Vec<(Uuid, usize)> = Vec::new();
+    let mut kinds = [0usize; 3];
     let mut prices = Vec::new();
     let mut ranked = Vec::with_capacity(hits.len());
     for hit in hits {
@@ -226,10 +237,11 @@ pub fn page(
             continue;
         };
         let owner = table.owner(doc.owner_id);
-        *facets.kind.entry(doc.kind.as_str()).or_default() += 1;
-        if let Some(c) = doc.category_id {
-            for c in categories.lineage(c) {
-                *category_counts.entry(c).or_default() += 1;
+        kinds[doc.kind as usize] += 1;
+        for c in &doc.lineage {
+            match category_counts.iter_mut().find(|(id, _)| id == c) {
+                Some((_, n)) => *n += 1,
+                None => category_counts.push((*c, 1)),
             }
         }
         let price = doc.prices.for_period(period);
@@ -250,6 +262,11 @@ pub fn page(
         });
     }
     let total = ranked.len();
+    for kind in Kind::ALL {
+        if kinds[kind as usize] > 0 {
+            facets.kind.insert(kind.as_str(), kinds[kind as usize]);
+        }
+    }
     let mut category_list: Vec<CategoryCount> = category_counts
         .into_iter()
         .filter_map(|(id, count)| {
@@ -264,6 +281,7 @@ pub fn page(
     category_list.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.slug.cmp(&b.slug)));
     facets.category = category_list;
     facets.price_histogram = histogram(&prices);
+    facets.price_period = period_name(period);
 
     if let Some(after) = after {
         ranked.retain(|r| (r.key, r.id) > (after.key, after.id));
@@ -367,7 +385,7 @@ pub fn histogram(prices: &[i64]) -> Vec<Bucket> {
     buckets
 }
 
-/// Whether `period` is the one a search used (facets say which).
+/// `period` as the API spells it.
 pub fn period_name(period: Period) -> &'static str {
     match period {
         Period::Hourly => "hourly",
@@ -406,6 +424,7 @@ mod tests {
             published_at: None,
             bookings: 0,
             calendar: Calendar::default(),
+            lineage: Vec::new(),
         }
     }
 
@@ -435,12 +454,12 @@ mod tests {
             ..Search::default()
         };
         // ~1.1 km north of the centre, in range, delivers.
-        assert!(accepts(&doc(2, 1500, (48.8666, 2.3522)), None, &search, 0));
+        assert!(accepts(&doc(2, 1500, (48.8666, 2.3522)), || None, &search, 0));
         // ~2.2 km away.
-        assert!(!accepts(&doc(2, 1500, (48.8766, 2.3522)), None, &search, 0));
-        assert!(!accepts(&doc(2, 2001, (48.8666, 2.3522)), None, &search, 0));
+        assert!(!accepts(&doc(2, 1500, (48.8766, 2.3522)), || None, &search, 0));
+        assert!(!accepts(&doc(2, 2001, (48.8666, 2.3522)), || None, &search, 0));
         assert!(
-            !accepts(&doc(3, 1500, (48.8666, 2.3522)), None, &search, 0),
+            !accepts(&doc(3, 1500, (48.8666, 2.3522)), || None, &search, 0),
             "no delivery"
         );
         let rated = Search {
@@ -455,15 +474,15 @@ mod tests {
             rating_count: 3,
             trust: None,
         };
-        assert!(accepts(&doc(1, 1, (0.0, 0.0)), Some(&good), &rated, 0));
-        assert!(!accepts(&doc(1, 1, (0.0, 0.0)), None, &rated, 0));
+        assert!(accepts(&doc(1, 1, (0.0, 0.0)), || Some(&good), &rated, 0));
+        assert!(!accepts(&doc(1, 1, (0.0, 0.0)), || None, &rated, 0));
         let unverified = OwnerFacts {
             verified: false,
             ..good
         };
         assert!(!accepts(
             &doc(1, 1, (0.0, 0.0)),
-            Some(&unverified),
+            || Some(&unverified),
             &rated,
             0
         ));
