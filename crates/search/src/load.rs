@@ -47,6 +47,25 @@ struct ListingRow {
     published_at: Option<DateTime<Utc>>,
 }
 
+#[derive(sqlx::FromRow)]
+struct WindowRow {
+    listing_id: Uuid,
+    status: String,
+    unit: Option<i32>,
+    starts: f64,
+    ends: f64,
+    hold: Option<f64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OwnerRow {
+    id: Uuid,
+    verified: bool,
+    avg: Option<f64>,
+    count: Option<i64>,
+    trust: Option<f64>,
+}
+
 impl ListingRow {
     fn into_doc(self) -> ListingDoc {
         ListingDoc {
@@ -93,10 +112,11 @@ pub async fn listings(
     let mut docs: Vec<ListingDoc> = rows.into_iter().map(ListingRow::into_doc).collect();
     let mut at: HashMap<Uuid, usize> = docs.iter().enumerate().map(|(i, d)| (d.id, i)).collect();
 
-    let windows: Vec<(Uuid, String, Option<i32>, f64, f64, Option<f64>)> = sqlx::query_as(
+    let windows: Vec<WindowRow> = sqlx::query_as(
         "SELECT w.listing_id, w.status, w.unit,
-                EXTRACT(EPOCH FROM lower(w.span))::float8, EXTRACT(EPOCH FROM upper(w.span))::float8,
-                EXTRACT(EPOCH FROM w.hold_expires_at)::float8
+                EXTRACT(EPOCH FROM lower(w.span))::float8 AS starts,
+                EXTRACT(EPOCH FROM upper(w.span))::float8 AS ends,
+                EXTRACT(EPOCH FROM w.hold_expires_at)::float8 AS hold
          FROM availability_windows w JOIN listings l ON l.id = w.listing_id
          WHERE l.status = 'active' AND upper(w.span) > now()
            AND ($1::uuid[] IS NULL OR w.listing_id = ANY($1))",
@@ -104,16 +124,18 @@ pub async fn listings(
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
-    for (listing, status, unit, start, end, hold) in windows {
-        let Some(&i) = at.get(&listing) else { continue };
+    for w in windows {
+        let Some(&i) = at.get(&w.listing_id) else {
+            continue;
+        };
         let calendar = &mut docs[i].calendar;
-        match (status.as_str(), unit) {
-            ("available", _) => calendar.open.push((start as i64, end as i64)),
+        match (w.status.as_str(), w.unit) {
+            ("available", _) => calendar.open.push((w.starts as i64, w.ends as i64)),
             (_, Some(unit)) => calendar.busy.push(Busy {
                 unit,
-                start: start as i64,
-                end: end as i64,
-                hold_expires_at: hold.map(|h| h as i64),
+                start: w.starts as i64,
+                end: w.ends as i64,
+                hold_expires_at: w.hold.map(|h| h as i64),
             }),
             _ => {}
         }
@@ -142,10 +164,11 @@ pub async fn owners(
     conn: &mut PgConnection,
     owners: Option<&[Uuid]>,
 ) -> sqlx::Result<HashMap<Uuid, OwnerFacts>> {
-    let rows: Vec<(Uuid, bool, Option<f64>, Option<i64>, Option<f64>)> = sqlx::query_as(
-        "SELECT u.id, u.identity_status = 'verified',
-                (u.rating_summary->>'avg')::float8, (u.rating_summary->>'count')::numeric::bigint,
-                t.score::float8
+    let rows: Vec<OwnerRow> = sqlx::query_as(
+        "SELECT u.id, u.identity_status = 'verified' AS verified,
+                (u.rating_summary->>'avg')::float8 AS avg,
+                (u.rating_summary->>'count')::numeric::bigint AS count,
+                t.score::float8 AS trust
          FROM users u LEFT JOIN trust_scores t ON t.user_id = u.id
          WHERE ($1::uuid[] IS NULL AND EXISTS
                    (SELECT 1 FROM listings l WHERE l.owner_id = u.id AND l.status = 'active'))
@@ -156,14 +179,14 @@ pub async fn owners(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, verified, avg, count, trust)| {
+        .map(|o| {
             (
-                id,
+                o.id,
                 OwnerFacts {
-                    verified,
-                    rating_avg: avg,
-                    rating_count: count.unwrap_or(0),
-                    trust,
+                    verified: o.verified,
+                    rating_avg: o.avg,
+                    rating_count: o.count.unwrap_or(0),
+                    trust: o.trust,
                 },
             )
         })

@@ -39,16 +39,19 @@ fn word_query(fields: &[(Field, f32)], word: &str, last: bool) -> Box<dyn Query>
                 boost,
             )),
         ));
-        if budget > 0 || last {
-            let fuzzy = if last {
-                FuzzyTermQuery::new_prefix(term, budget, true)
-            } else {
-                FuzzyTermQuery::new(term, budget, true)
-            };
+        let mut near = |query: FuzzyTermQuery| {
             any.push((
                 Occur::Should,
-                Box::new(BoostQuery::new(Box::new(fuzzy), boost * FUZZY_BOOST)),
+                Box::new(BoostQuery::new(Box::new(query), boost * FUZZY_BOOST)),
             ));
+        };
+        // The last word is a prefix as typed, or a whole word with typos:
+        // a prefix *with* typos would expand to most of the dictionary.
+        if last {
+            near(FuzzyTermQuery::new_prefix(term.clone(), 0, true));
+        }
+        if budget > 0 {
+            near(FuzzyTermQuery::new(term, budget, true));
         }
     }
     Box::new(BooleanQuery::new(any))

@@ -417,7 +417,7 @@ mod tests {
                 weekly: None,
                 currency: "EUR".into(),
             },
-            delivery: n % 2 == 0,
+            delivery: n.is_multiple_of(2),
             instant_book: false,
             quantity: 1,
             photo: None,
@@ -454,10 +454,25 @@ mod tests {
             ..Search::default()
         };
         // ~1.1 km north of the centre, in range, delivers.
-        assert!(accepts(&doc(2, 1500, (48.8666, 2.3522)), || None, &search, 0));
+        assert!(accepts(
+            &doc(2, 1500, (48.8666, 2.3522)),
+            || None,
+            &search,
+            0
+        ));
         // ~2.2 km away.
-        assert!(!accepts(&doc(2, 1500, (48.8766, 2.3522)), || None, &search, 0));
-        assert!(!accepts(&doc(2, 2001, (48.8666, 2.3522)), || None, &search, 0));
+        assert!(!accepts(
+            &doc(2, 1500, (48.8766, 2.3522)),
+            || None,
+            &search,
+            0
+        ));
+        assert!(!accepts(
+            &doc(2, 2001, (48.8666, 2.3522)),
+            || None,
+            &search,
+            0
+        ));
         assert!(
             !accepts(&doc(3, 1500, (48.8666, 2.3522)), || None, &search, 0),
             "no delivery"

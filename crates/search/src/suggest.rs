@@ -8,7 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{SearchIndex, index, query, rank};
+use tantivy::collector::TopDocs;
+
+use crate::{SearchIndex, query, rank};
 
 /// One suggestion.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -26,6 +28,8 @@ pub struct Suggestion {
 
 /// Categories shown before titles, at most.
 const MAX_CATEGORIES: usize = 3;
+/// Title matches ranked per suggestion request.
+const CANDIDATES: usize = 64;
 
 /// Whether every word of `typed` starts a word of `name` (in order of the
 /// typed words, each matched once).
@@ -69,28 +73,30 @@ impl SearchIndex {
         let Some(query) = query::suggest(&catalog, q) else {
             return Ok(out);
         };
+        // The best-scoring titles (exact words outrank prefixes and typos);
+        // a few dozen are plenty to fill a short list with distinct ones.
+        let searcher = catalog.searcher();
+        let top = searcher.search(
+            query.as_ref(),
+            &TopDocs::with_limit(CANDIDATES).order_by_score(),
+        )?;
         let table = catalog.table.read().unwrap_or_else(|e| e.into_inner());
-        let accept = |slot: u32| table.get(slot).is_some();
-        let hits = index::matches(&catalog.searcher(), query.as_ref(), true, &accept)?;
-        let mut ranked: Vec<(f64, Uuid, u32)> = hits
-            .iter()
-            .filter_map(|h| {
-                let doc = table.get(h.slot)?;
-                let score = f64::from(h.score) * rank::quality(doc, table.owner(doc.owner_id));
-                Some((-score, doc.id, h.slot))
-            })
-            .collect();
-        // The best few hundred are plenty to fill a short list with
-        // distinct titles.
-        let keep = 256.min(ranked.len());
-        let order = |a: &(f64, Uuid, u32), b: &(f64, Uuid, u32)| {
-            a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1))
-        };
-        if ranked.len() > keep && keep > 0 {
-            ranked.select_nth_unstable_by(keep - 1, order);
-            ranked.truncate(keep);
+        let mut ranked: Vec<(f64, Uuid, u32)> = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let slots = searcher
+                .segment_reader(address.segment_ord)
+                .fast_fields()
+                .u64("slot")?;
+            let Some(slot) = slots.first(address.doc_id) else {
+                continue;
+            };
+            let Some(doc) = table.get(slot as u32) else {
+                continue;
+            };
+            let score = f64::from(score) * rank::quality(doc, table.owner(doc.owner_id));
+            ranked.push((-score, doc.id, slot as u32));
         }
-        ranked.sort_unstable_by(order);
+        ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let mut titles: HashSet<String> = HashSet::new();
         for (_, id, slot) in ranked {
             if out.len() >= limit {
