@@ -28,6 +28,11 @@
 #   BENCH_EVENTS_JETSTREAM_RATE  events/s offered to events_jetstream (default 1000, SmartLine's
 #                      ask; its consumer handles one event per transaction, so 12000/s would
 #                      only pile up a backlog that takes minutes to drain)
+#   BENCH_SEARCH_LISTINGS  listings generated into rentify_bench_search (default 100000)
+#   BENCH_SEARCH_RESEED=1  recreate and reseed rentify_bench_search even when it is usable
+#   BENCH_SEARCH_PORT  port of the search scenarios' own server (default BENCH_PORT + 1)
+#   BENCH_SEARCH_READY_TIMEOUT  seconds that server may take to answer /health/ready,
+#                      i.e. to build its search index (default 300)
 #   BENCH_JSON=1       one JSON object per scenario instead of text
 #   BENCH_PORT         port of the server under test (default 18080)
 #   REDIS_URL, NATS_URL  passed to the server; empty (the default) = in-process
@@ -46,6 +51,22 @@
 # events into the outbox at BENCH_EVENTS_RATE and runs the event consumers' runtime on
 # them, in-process (events_outbox) and on NATS JetStream (events_jetstream, at
 # ${NATS_URL:-nats://127.0.0.1:4222}; skipped when it does not answer).
+#
+# The search scenarios (issue 7) run on their own database rentify_bench_search, seeded by
+# `rentify-loadgen search-seed` (BENCH_SEARCH_LISTINGS listings across Paris, 2,000 owners,
+# blocked windows in the next 60 days). Seeding takes a while, so the database is kept
+# between runs (and only migrated) unless it is missing, fails to migrate, holds another
+# number of listings, its blocked windows are more than 30 days old, or
+# BENCH_SEARCH_RESEED=1. A second `rentify serve` on it (BENCH_SEARCH_PORT) is waited for
+# until /health/ready answers (its in-memory search index is built; the time is printed),
+# measured by `rentify-loadgen search`, its RSS printed, and stopped:
+#   search     GET /v1/search with a fixed mix of text, radius, price and availability
+#              filters, then the same parameter sets as PostgreSQL full-text + PostGIS SQL
+#              over a pool of BENCH_CONCURRENCY (a GIN index created if missing), and
+#              their ratio;
+#   suggest    GET /v1/search/suggest with 2-5 letter prefixes;
+#   search_pg  the PostgreSQL twin alone (no server).
+# When only these are selected the main server is not started.
 #
 # The load generator and the server share this machine's cores; its default of half
 # the CPUs for the load generator keeps the two from starving each other, and the
@@ -73,7 +94,19 @@ die() { log "$*"; exit 1; }
 # ---------------------------------------------------------------- server lifecycle
 
 SERVER_PID=""
+SEARCH_SERVER_PID=""
 LOADGEN_PID=""
+
+# SIGTERM, up to 5 s, then SIGKILL: for the EXIT trap.
+kill_server() {
+  local pid=$1
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
 
 # Runs on every exit: a benchmark must never leave a server holding the port, nor a
 # load generator sending to it.
@@ -83,13 +116,12 @@ cleanup() {
     wait "$LOADGEN_PID" 2>/dev/null || true
     LOADGEN_PID=""
   fi
-  [[ -n $SERVER_PID ]] || return 0
-  if kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  if [[ -n $SEARCH_SERVER_PID ]]; then
+    kill_server "$SEARCH_SERVER_PID"
+    SEARCH_SERVER_PID=""
   fi
-  wait "$SERVER_PID" 2>/dev/null || true
+  [[ -n $SERVER_PID ]] || return 0
+  kill_server "$SERVER_PID"
   SERVER_PID=""
 }
 trap cleanup EXIT
@@ -98,8 +130,9 @@ trap 'exit 143' TERM
 
 # One GET that must succeed (status < 400); the load generator doubles as the probe so
 # the script needs no curl.
-probe() {
-  "$LOADGEN" --url "$BASE_URL$1" --concurrency 1 --warmup 0 --duration 1 \
+probe() { probe_url "$BASE_URL$1"; }
+probe_url() {
+  "$LOADGEN" --url "$1" --concurrency 1 --warmup 0 --duration 1 \
     --max-requests 1 --timeout 1 >/dev/null 2>&1
 }
 
@@ -141,14 +174,18 @@ start_server() {
 # Graceful stop, timed: a shutdown that hangs is a finding too. Past the grace period
 # plus a margin, the EXIT trap kills it.
 stop_server() {
-  local started=$SECONDS status=0
-  kill -TERM "$SERVER_PID"
-  while kill -0 "$SERVER_PID" 2>/dev/null; do
+  stop_pid "$SERVER_PID"
+  SERVER_PID=""
+}
+
+stop_pid() {
+  local pid=$1 started=$SECONDS status=0
+  kill -TERM "$pid"
+  while kill -0 "$pid" 2>/dev/null; do
     ((SECONDS - started < 15)) || die "rentify serve still running 15 s after SIGTERM; killing it"
     sleep 0.1
   done
-  wait "$SERVER_PID" || status=$?
-  SERVER_PID=""
+  wait "$pid" || status=$?
   echo "shutdown    SIGTERM -> exit status $status after $((SECONDS - started)) s"
 }
 
@@ -197,6 +234,7 @@ run_scenarios() {
   booking_scenarios
   ledger_scenarios
   events_scenarios
+  search_scenarios
   # Add scenarios here: scenario NAME METHOD PATH [loadgen args...]
 }
 
@@ -491,9 +529,141 @@ events_scenarios() {
   fi
 }
 
+# ---------------------------------------------------------------- search (issue 7)
+
+SEARCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/rentify_bench_search
+SEARCH_LISTINGS=${BENCH_SEARCH_LISTINGS:-100000}
+SEARCH_PORT=${BENCH_SEARCH_PORT:-$((PORT + 1))}
+SEARCH_BASE_URL=http://127.0.0.1:$SEARCH_PORT
+SEARCH_SERVER_LOG=${TMPDIR:-/tmp}/rentify-bench-search-server.log
+SEARCH_SCENARIOS=(search suggest search_pg)
+
+search_wanted() { ((${#WANTED[@]} == 0)) || [[ -n ${WANTED[$1]:-} ]]; }
+
+# Why rentify_bench_search must be (re)seeded, or nothing when the one there will do.
+# A kept database is migrated here (new migrations apply; a failure means reseed).
+search_reseed_reason() {
+  if [[ ${BENCH_SEARCH_RESEED:-0} == 1 ]]; then
+    echo "BENCH_SEARCH_RESEED=1"
+    return
+  fi
+  if [[ -z $(psql "$PG_ADMIN_URL" -XAtq -c "SELECT 1 FROM pg_database WHERE datname = 'rentify_bench_search'") ]]; then
+    echo "it does not exist"
+    return
+  fi
+  if ! env DATABASE_URL="$SEARCH_DATABASE_URL" RUST_LOG=warn LOG_FORMAT=json "$RENTIFY" migrate >/dev/null 2>&1; then
+    echo "rentify migrate failed on it"
+    return
+  fi
+  local count stale
+  IFS='|' read -r count stale < <(psql "$SEARCH_DATABASE_URL" -XAtq 2>/dev/null <<'SQL' || true
+SELECT (SELECT count(*) FROM listings l JOIN users u ON u.id = l.owner_id
+         WHERE l.status = 'active' AND u.email LIKE '%@search-bench.rentify.test'),
+       coalesce((SELECT min(start_time) < now() - interval '30 days'
+                   FROM availability_windows WHERE note = 'search-bench'), true);
+SQL
+  )
+  if [[ ${count:-0} != "$SEARCH_LISTINGS" ]]; then
+    echo "it holds ${count:-no} seeded listings, not $SEARCH_LISTINGS"
+  elif [[ $stale != f ]]; then
+    echo "its blocked windows are more than 30 days old"
+  fi
+}
+
+# rentify_bench_search, seeded (or kept: see search_reseed_reason), then a checkpoint.
+search_setup() {
+  local reason
+  reason=$(search_reseed_reason)
+  if [[ -n $reason ]]; then
+    log "seeding rentify_bench_search with $SEARCH_LISTINGS listings ($reason)"
+    PGOPTIONS='-c client_min_messages=warning' psql "$PG_ADMIN_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DROP DATABASE IF EXISTS rentify_bench_search WITH (FORCE);
+CREATE DATABASE rentify_bench_search;
+SQL
+    env DATABASE_URL="$SEARCH_DATABASE_URL" RUST_LOG=warn LOG_FORMAT=json "$RENTIFY" migrate >/dev/null
+    # The seed's report is text: on stderr when stdout is JSON.
+    if [[ ${BENCH_JSON:-0} == 1 ]]; then
+      "$LOADGEN" search-seed --database-url "$SEARCH_DATABASE_URL" --listings "$SEARCH_LISTINGS" >&2
+    else
+      "$LOADGEN" search-seed --database-url "$SEARCH_DATABASE_URL" --listings "$SEARCH_LISTINGS"
+    fi
+  else
+    log "rentify_bench_search kept ($SEARCH_LISTINGS seeded listings; BENCH_SEARCH_RESEED=1 reseeds)"
+  fi
+  psql "$SEARCH_DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c CHECKPOINT
+}
+
+# A `rentify serve` of the search scenarios' own on rentify_bench_search, waited for
+# until /health/ready: the search index is built from the database at start-up.
+start_search_server() {
+  probe_url "$SEARCH_BASE_URL/health/live" &&
+    die "something already answers on $SEARCH_BASE_URL; stop it or set BENCH_SEARCH_PORT"
+  env "${server_env[@]}" DATABASE_URL="$SEARCH_DATABASE_URL" PORT="$SEARCH_PORT" \
+    PUBLIC_BASE_URL="$SEARCH_BASE_URL" "$RENTIFY" serve >"$SEARCH_SERVER_LOG" 2>&1 &
+  SEARCH_SERVER_PID=$!
+  local started=$SECONDS timeout=${BENCH_SEARCH_READY_TIMEOUT:-300}
+  until probe_url "$SEARCH_BASE_URL/health/ready"; do
+    if ! kill -0 "$SEARCH_SERVER_PID" 2>/dev/null; then
+      tail -n 20 "$SEARCH_SERVER_LOG" >&2
+      die "rentify serve (search) exited during start-up (log: $SEARCH_SERVER_LOG)"
+    fi
+    ((SECONDS - started < timeout)) ||
+      die "rentify serve (search) not ready on $SEARCH_BASE_URL/health/ready within $timeout s (log: $SEARCH_SERVER_LOG)"
+    sleep 0.2
+  done
+  SEARCH_READY_S=$((SECONDS - started))
+  SEARCH_READY_RSS=$(status_field VmRSS "$SEARCH_SERVER_PID")
+  log "rentify serve (search) ready on $SEARCH_BASE_URL after ${SEARCH_READY_S} s (pid $SEARCH_SERVER_PID, log $SEARCH_SERVER_LOG)"
+}
+
+# search / suggest / search_pg: one rentify-loadgen search run with the phases asked
+# for (crates/loadgen/src/search/), the search server started only for the HTTP ones.
+search_scenarios() {
+  local name wanted=0 phases=() http=0 status=0
+  for name in "${SEARCH_SCENARIOS[@]}"; do
+    SEEN[$name]=1
+    search_wanted "$name" && wanted=1
+  done
+  ((wanted)) || return 0
+  if search_wanted search; then phases+=(search); http=1; fi
+  if search_wanted suggest; then phases+=(suggest); http=1; fi
+  if search_wanted search || search_wanted search_pg; then phases+=(pg); fi
+
+  search_setup
+  ((http)) && start_search_server
+  local list
+  list=$(IFS=,; echo "${phases[*]}")
+  "$LOADGEN" search --base-url "$SEARCH_BASE_URL" --database-url "$SEARCH_DATABASE_URL" \
+    --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" --phases "$list" \
+    $([[ ${BENCH_JSON:-0} == 1 ]] && echo --json) &
+  LOADGEN_PID=$!
+  wait "$LOADGEN_PID" || status=$?
+  LOADGEN_PID=""
+  if ((status != 0)); then
+    for name in "${SEARCH_SCENARIOS[@]}"; do
+      search_wanted "$name" && FAILED_SCENARIOS+=("$name")
+    done
+  fi
+  if ((http)); then
+    local peak now
+    peak=$(status_field VmHWM "$SEARCH_SERVER_PID")
+    now=$(status_field VmRSS "$SEARCH_SERVER_PID")
+    if [[ ${BENCH_JSON:-0} == 1 ]]; then
+      echo "{\"name\":\"search_server\",\"ready_s\":$SEARCH_READY_S,\"rss_ready\":\"$SEARCH_READY_RSS\",\"rss_peak\":\"$peak\",\"rss\":\"$now\"}"
+      stop_pid "$SEARCH_SERVER_PID" >&2
+    else
+      echo "server      search server: /health/ready after ${SEARCH_READY_S} s (index built), RSS then $SEARCH_READY_RSS; peak $peak, now $now"
+      stop_pid "$SEARCH_SERVER_PID"
+    fi
+    SEARCH_SERVER_PID=""
+  fi
+  [[ ${BENCH_JSON:-0} == 1 ]] || echo
+}
+
 # ---------------------------------------------------------------- report helpers
 
-status_field() { awk -v k="$1:" '$1 == k { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+# status_field FIELD [PID]: a /proc status field in MiB, of the main server by default.
+status_field() { awk -v k="$1:" '$1 == k { printf "%.1f MiB", $2 / 1024 }' "/proc/${2:-$SERVER_PID}/status"; }
 
 print_memory() {
   echo "server RSS  peak $(status_field VmHWM), now $(status_field VmRSS)"
@@ -517,12 +687,14 @@ services_args=()
 [[ -n ${REDIS_URL:-}${NATS_URL:-} ]] || services_args+=(--no-optional)
 DATABASE_URL=$BENCH_DATABASE_URL scripts/dev-services.sh "${services_args[@]}"
 
-# The HTTP server is needed unless only ledger and event scenarios were asked for.
+# The HTTP server is needed unless only ledger, event and search scenarios were asked for
+# (the search scenarios start a server of their own).
 NEED_SERVER=1
 if ((${#WANTED[@]} > 0)); then
   NEED_SERVER=0
   for name in "${!WANTED[@]}"; do
-    [[ " ${LEDGER_SCENARIOS[*]} ${EVENTS_SCENARIOS[*]} " == *" $name "* ]] || NEED_SERVER=1
+    [[ " ${LEDGER_SCENARIOS[*]} ${EVENTS_SCENARIOS[*]} ${SEARCH_SCENARIOS[*]} " == *" $name "* ]] ||
+      NEED_SERVER=1
   done
 fi
 

@@ -18,11 +18,19 @@
 //! outbox at a fixed rate and handled by the event consumers' runtime,
 //! in-process or on NATS JetStream (see `events.rs`): throughput and lag;
 //! exit status 1 when an event was not handled exactly once.
+//!
+//! `rentify-loadgen search-seed …` writes issue 7's search data (owners,
+//! listings across Paris, blocked windows) into a migrated database, and
+//! `rentify-loadgen search …` measures `/v1/search` and
+//! `/v1/search/suggest` on it beside the same queries run as PostgreSQL
+//! full-text + PostGIS SQL (see `search/mod.rs`); exit status 1 when a phase
+//! got no 200 at all or a statement failed.
 
 mod events;
 mod ledger;
 mod report;
 mod run;
+mod search;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +51,8 @@ use crate::run::{Config, RequestTemplate};
 ///
 /// `rentify-loadgen ledger --help`: the ledger settlement benchmark instead
 /// (PostgreSQL only, no HTTP); `rentify-loadgen events --help`: the outbox →
-/// event consumers benchmark.
+/// event consumers benchmark; `rentify-loadgen search-seed --help` and
+/// `rentify-loadgen search --help`: the search benchmark.
 #[derive(Parser, Debug)]
 #[command(name = "rentify-loadgen", version)]
 struct Args {
@@ -151,6 +160,32 @@ fn main() -> ExitCode {
             }
         };
     }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "search-seed")
+    {
+        let args = search::seed::SeedArgs::parse_from(std::env::args_os().skip(1));
+        return match search::seed::main(args) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("rentify-loadgen search-seed: {message}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "search")
+    {
+        let args = search::SearchArgs::parse_from(std::env::args_os().skip(1));
+        return match search::main(args) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("rentify-loadgen search: {message}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let args = Args::parse();
     match start(args) {
         Ok(code) => code,
@@ -208,6 +243,7 @@ fn start(args: Args) -> Result<ExitCode, String> {
         max_requests: args.max_requests,
         timeout: args.timeout,
         rate: args.rate,
+        capture_unless: None,
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

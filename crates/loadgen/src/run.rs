@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,7 +65,14 @@ pub struct Config {
     /// sending on its own fixed schedule (see [`worker`]). `None` is closed
     /// loop: each worker sends its next request as soon as the last returns.
     pub rate: Option<f64>,
+    /// Keep the body of the first response (warm-up included) whose status
+    /// is not this one, e.g. `Some(200)`, so a report can show what the
+    /// server said; `None` keeps nothing.
+    pub capture_unless: Option<u16>,
 }
+
+/// Longest part of a captured response body that is kept, in bytes.
+const CAPTURE_MAX_BYTES: usize = 2_048;
 
 /// Everything the workers recorded during the measured window.
 pub struct Outcome {
@@ -80,6 +88,9 @@ pub struct Outcome {
     /// The measured window: from the end of the warm-up to `--duration`
     /// later, or to the last response if `--max-requests` ended it sooner.
     pub window: Duration,
+    /// With `Config::capture_unless`: the first other status and the start
+    /// of its body (lossy UTF-8).
+    pub first_unexpected: Option<(u16, String)>,
 }
 
 /// Why a request got no HTTP response.
@@ -229,6 +240,8 @@ fn rfc3339(secs: u64) -> String {
 enum Field<T> {
     Fixed(T),
     Templated(Template),
+    /// Request `seq` takes value `seq % len` of a list fixed up front.
+    Cycle(Vec<T>),
 }
 
 impl<T: Clone> Field<T> {
@@ -251,6 +264,7 @@ impl<T: Clone> Field<T> {
             Self::Templated(template) => {
                 convert(template.render(seq)).expect("template validated by RequestTemplate::new")
             }
+            Self::Cycle(values) => values[(seq % values.len() as u64) as usize].clone(),
         }
     }
 }
@@ -346,6 +360,35 @@ impl RequestTemplate {
         })
     }
 
+    /// GETs of `paths` (each `/path?query`, already encoded) in turn on
+    /// `base_url` (`http://host:port`, checked as by [`RequestTemplate::new`]):
+    /// request `seq` takes path `seq % paths.len()`, so a run sends a fixed,
+    /// reproducible mix.
+    pub fn cycle(
+        base_url: &str,
+        paths: &[String],
+        allow_non_loopback: bool,
+    ) -> Result<Self, String> {
+        if paths.is_empty() {
+            return Err("no paths to cycle through".to_owned());
+        }
+        let mut template = Self::new(
+            "GET",
+            base_url.trim_end_matches('/'),
+            &[],
+            "",
+            allow_non_loopback,
+        )?;
+        let uris = paths
+            .iter()
+            .map(|path| {
+                Uri::try_from(path.as_str()).map_err(|err| format!("invalid path {path:?}: {err}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        template.path = Field::Cycle(uris);
+        Ok(template)
+    }
+
     fn build(&self, seq: u64) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(
             self.body.get(seq, |text| Some(Bytes::from(text))),
@@ -387,6 +430,10 @@ struct Shared {
     seq: AtomicU64,
     /// Measured requests started so far, for `--max-requests`.
     started: AtomicU64,
+    capture_unless: Option<u16>,
+    /// Set once a body has been captured (see `Config::capture_unless`).
+    captured: AtomicBool,
+    first_unexpected: Mutex<Option<(u16, String)>>,
 }
 
 /// What one worker recorded; merged after the run so the hot loop never
@@ -422,6 +469,9 @@ pub async fn run(config: Config) -> Outcome {
         max_requests: config.max_requests,
         seq: AtomicU64::new(0),
         started: AtomicU64::new(0),
+        capture_unless: config.capture_unless,
+        captured: AtomicBool::new(false),
+        first_unexpected: Mutex::new(None),
     });
 
     let workers: Vec<_> = (0..config.concurrency)
@@ -434,6 +484,7 @@ pub async fn run(config: Config) -> Outcome {
         errors: BTreeMap::new(),
         responses_in_window: 0,
         window: Duration::ZERO,
+        first_unexpected: None,
     };
     let mut last_done = None;
     for handle in workers {
@@ -455,6 +506,11 @@ pub async fn run(config: Config) -> Outcome {
     // other ends when the window does.
     let end = last_done.map_or(stop_at, |done| done.min(stop_at));
     outcome.window = end.saturating_duration_since(measure_from);
+    outcome.first_unexpected = shared
+        .first_unexpected
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
     outcome
 }
 
@@ -501,13 +557,31 @@ async fn worker(shared: Arc<Shared>, index: usize) -> WorkerStats {
         }
         let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
         let request = shared.request.build(seq);
-        let exchange = exchange(&mut connection, &shared.request.connect_to, request);
+        let capture = shared
+            .capture_unless
+            .filter(|_| !shared.captured.load(Ordering::Relaxed));
+        let exchange = exchange(
+            &mut connection,
+            &shared.request.connect_to,
+            request,
+            capture,
+        );
         let result = tokio::time::timeout(shared.timeout, exchange).await;
         let done = Instant::now();
         if result.is_err() {
             // The connection may still carry the late response: never reuse it.
             connection = None;
         }
+        if let Ok(Ok((status, Some(body)))) = &result
+            && !shared.captured.swap(true, Ordering::Relaxed)
+        {
+            *shared
+                .first_unexpected
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some((*status, String::from_utf8_lossy(body).into_owned()));
+        }
+        let result = result.map(|answer| answer.map(|(status, _)| status));
         if !measured {
             continue;
         }
@@ -537,11 +611,15 @@ type Connection = SendRequest<Full<Bytes>>;
 ///
 /// Connection setup, when it happens, is part of the request's latency, as
 /// it is for a real client.
+///
+/// With `capture_unless` set and a different status, the start of the body
+/// (up to `CAPTURE_MAX_BYTES`) comes back too.
 async fn exchange(
     connection: &mut Option<Connection>,
     connect_to: &str,
     request: Request<Full<Bytes>>,
-) -> Result<u16, ErrorKind> {
+    capture_unless: Option<u16>,
+) -> Result<(u16, Option<Vec<u8>>), ErrorKind> {
     let reusable = match connection.as_mut() {
         Some(sender) => sender.ready().await.is_ok(),
         None => false,
@@ -554,11 +632,18 @@ async fn exchange(
     let result = async {
         let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
+        let mut kept = capture_unless
+            .is_some_and(|expected| expected != status)
+            .then(Vec::new);
         let mut body = response.into_body();
         while let Some(frame) = body.frame().await {
-            frame?;
+            let frame = frame?;
+            if let (Some(kept), Some(data)) = (kept.as_mut(), frame.data_ref()) {
+                let room = CAPTURE_MAX_BYTES.saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+            }
         }
-        Ok(status)
+        Ok((status, kept))
     }
     .await;
     result.map_err(|err: hyper::Error| {

@@ -135,7 +135,7 @@ impl SearchIndex {
             .flatten()
             .filter(|d| d.owner_id != viewer && nearby(d))
             .collect();
-        let quality = |d: &ListingDoc| rank::quality(d, table.owner(d.owner_id));
+        let quality = |d: &ListingDoc| d.quality;
         let personalized = !taste.affinities.is_empty() || taste.budget.is_some();
         let mut shown: HashSet<Uuid> = HashSet::new();
         let take = |mut scored: Vec<(f64, &ListingDoc)>, shown: &mut HashSet<Uuid>| {

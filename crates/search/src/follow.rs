@@ -135,15 +135,11 @@ async fn step(
             .filter(|id| !docs.iter().any(|d| d.id == **id))
             .copied()
             .collect();
+        // The owners of changed listings are re-read too: one query per
+        // batch, and the replica then never keeps stale owner facts
+        // (verification, rating) past the owner's next listing change.
         let mut owner_ids: BTreeSet<Uuid> = changes.owners.clone();
-        {
-            let table = catalog.table.read().unwrap_or_else(|e| e.into_inner());
-            owner_ids.extend(
-                docs.iter()
-                    .map(|d| d.owner_id)
-                    .filter(|o| table.owner(*o).is_none()),
-            );
-        }
+        owner_ids.extend(docs.iter().map(|d| d.owner_id));
         let owner_ids: Vec<Uuid> = owner_ids.into_iter().collect();
         let owners: HashMap<Uuid, _> = if owner_ids.is_empty() {
             HashMap::new()

@@ -31,6 +31,21 @@ fn cell(level: usize, lat: f64, lng: f64) -> String {
     )
 }
 
+/// `[south, north, west, east]` containing every point within `radius_km`
+/// (with a little slack), or `None` near a pole or the antimeridian.
+pub fn bounding_box(lat: f64, lng: f64, radius_km: f64) -> Option<[f64; 4]> {
+    let dlat = (radius_km / EARTH_RADIUS_KM).to_degrees() * 1.001;
+    let cos = lat.to_radians().cos();
+    if cos < 0.01 {
+        return None;
+    }
+    // The widest point of the circle is poleward of its centre.
+    let widest = (lat.abs() + dlat).min(89.9).to_radians().cos();
+    let dlng = dlat / widest.min(cos);
+    let bbox = [lat - dlat, lat + dlat, lng - dlng, lng + dlng];
+    (bbox[2] >= -180.0 && bbox[3] <= 180.0).then_some(bbox)
+}
+
 /// The terms a listing at `(lat, lng)` is indexed under.
 pub fn cells(lat: f64, lng: f64) -> Vec<String> {
     (0..LEVELS.len())

@@ -6,7 +6,7 @@
 //! a filter even between commits.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Mutex, RwLock},
 };
 
@@ -14,7 +14,7 @@ use tantivy::{
     DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
     Term,
     collector::{Collector, SegmentCollector},
-    columnar::Column,
+    columnar::{Column, ColumnValues},
     query::Query,
     schema::{
         FAST, Facet, FacetOptions, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing,
@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::{
     geo,
     model::{Categories, ListingDoc, OwnerFacts},
+    rank,
 };
 
 /// The analyzer for titles, descriptions and queries: words, lower-cased,
@@ -87,6 +88,22 @@ impl Table {
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
+
+    /// Records what changed about `owners` and re-derives the cached
+    /// quality of their listings (a scan, but owner events are rare).
+    fn set_owners(&mut self, owners: HashMap<Uuid, OwnerFacts>) {
+        if owners.is_empty() {
+            return;
+        }
+        let changed: HashSet<Uuid> = owners.keys().copied().collect();
+        self.owners.extend(owners);
+        let Table { slots, owners, .. } = self;
+        for doc in slots.iter_mut().flatten() {
+            if changed.contains(&doc.owner_id) {
+                doc.quality = rank::quality(doc, owners.get(&doc.owner_id));
+            }
+        }
+    }
 }
 
 /// One complete replica: index, reader, writer and table.
@@ -146,7 +163,7 @@ impl Catalog {
     pub fn apply(&self, docs: Vec<ListingDoc>, gone: &[Uuid], owners: HashMap<Uuid, OwnerFacts>) {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
-        table.owners.extend(owners);
+        table.set_owners(owners);
         for id in gone {
             if let Some(slot) = table.by_id.remove(id) {
                 table.slots[slot as usize] = None;
@@ -156,7 +173,7 @@ impl Catalog {
         for mut doc in docs {
             doc.lineage = doc
                 .category_id
-                .map(|c| self.categories.lineage(c))
+                .map(|c| self.categories.lineage_positions(c))
                 .unwrap_or_default();
             let slot = match table.by_id.get(&doc.id) {
                 Some(&slot) => {
@@ -173,6 +190,7 @@ impl Catalog {
             // Only fails when the indexing thread has died, which the
             // next commit reports.
             let _ = writer.add_document(self.document(slot, &doc));
+            doc.quality = rank::quality(&doc, table.owner(doc.owner_id));
             table.slots[slot as usize] = Some(doc);
         }
     }
@@ -180,7 +198,7 @@ impl Catalog {
     /// Replaces what the table knows about `owners`.
     pub fn apply_owners(&self, owners: HashMap<Uuid, OwnerFacts>) {
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
-        table.owners.extend(owners);
+        table.set_owners(owners);
     }
 
     /// Makes everything applied so far searchable.
@@ -215,9 +233,9 @@ impl Catalog {
                     Facet::from_text(&path).unwrap_or_else(|_| Facet::root()),
                 );
             }
-            for c in &doc.lineage {
+            for &c in &doc.lineage {
                 body.push(' ');
-                body.push_str(&self.categories.by_id[c].name);
+                body.push_str(&self.categories.by_id[&self.categories.order[usize::from(c)]].name);
             }
         }
         if let Some((lat, lng)) = doc.location {
@@ -236,10 +254,13 @@ impl Catalog {
 pub struct Hit {
     pub slot: u32,
     pub score: f32,
+    /// From the search's centre, in km; NaN without a centre.
+    pub distance: f32,
 }
 
 /// Collects every matching slot the `accept` filter (run against the
-/// table, under its read lock) lets through, with its BM25 score.
+/// table, under its read lock) lets through, with its BM25 score and the
+/// distance the filter measured.
 pub struct Matches<'a, F> {
     pub accept: &'a F,
     pub scoring: bool,
@@ -247,7 +268,7 @@ pub struct Matches<'a, F> {
 
 impl<F> Collector for Matches<'_, F>
 where
-    F: Fn(u32) -> bool + Sync,
+    F: Fn(u32) -> Option<f32> + Sync,
 {
     type Fruit = Vec<Hit>;
     type Child = SegmentMatches;
@@ -273,17 +294,24 @@ where
         _segment_ord: u32,
         reader: &SegmentReader,
     ) -> tantivy::Result<Vec<Hit>> {
-        let slots: Column<u64> = reader.fast_fields().u64("slot")?;
+        // Every document has exactly one slot: read the dense column.
+        let slots = reader
+            .fast_fields()
+            .u64("slot")?
+            .first_or_default_col(u64::MAX);
         let mut hits = Vec::new();
         let alive = reader.alive_bitset();
         let mut push = |doc: DocId, score: Score| {
             if alive.is_some_and(|a| !a.is_alive(doc)) {
                 return;
             }
-            let Some(slot) = slots.first(doc) else { return };
-            let slot = slot as u32;
-            if (self.accept)(slot) {
-                hits.push(Hit { slot, score });
+            let slot = slots.get_val(doc) as u32;
+            if let Some(distance) = (self.accept)(slot) {
+                hits.push(Hit {
+                    slot,
+                    score,
+                    distance,
+                });
             }
         };
         if self.scoring {
@@ -315,6 +343,7 @@ impl SegmentCollector for SegmentMatches {
             self.hits.push(Hit {
                 slot: slot as u32,
                 score,
+                distance: f32::NAN,
             });
         }
     }
@@ -332,7 +361,7 @@ pub fn matches<F>(
     accept: &F,
 ) -> tantivy::Result<Vec<Hit>>
 where
-    F: Fn(u32) -> bool + Sync,
+    F: Fn(u32) -> Option<f32> + Sync,
 {
     searcher.search(query, &Matches { accept, scoring })
 }

@@ -119,16 +119,30 @@ impl SearchIndex {
             .transpose()?;
         let catalog = self.catalog();
         let started = Instant::now();
-        let (query, scoring) = query::build(&catalog, search);
         let now = chrono::Utc::now().timestamp();
         let table = catalog.table.read().unwrap_or_else(|e| e.into_inner());
         let accept = |slot: u32| {
             table
                 .get(slot)
-                .is_some_and(|d| rank::accepts(d, || table.owner(d.owner_id), search, now))
+                .and_then(|d| rank::accepts(d, || table.owner(d.owner_id), search, now))
         };
-        let hits: Vec<Hit> = index::matches(&catalog.searcher(), query.as_ref(), scoring, &accept)
-            .map_err(ApiError::internal)?;
+        let hits: Vec<Hit> = if search.q.is_some() {
+            let (query, scoring) = query::build(&catalog, search);
+            index::matches(&catalog.searcher(), query.as_ref(), scoring, &accept)
+                .map_err(ApiError::internal)?
+        } else {
+            // Without words every listing is a candidate: a pass over the
+            // table (a bounding box first) beats uniting posting lists.
+            (0..table.slots.len() as u32)
+                .filter_map(|slot| {
+                    accept(slot).map(|distance| Hit {
+                        slot,
+                        score: 1.0,
+                        distance,
+                    })
+                })
+                .collect()
+        };
         let page = rank::page(&hits, &table, &catalog.categories, search, after.as_ref());
         metrics::histogram!("search_query_seconds").record(started.elapsed().as_secs_f64());
         Ok(page)

@@ -91,6 +91,7 @@ impl ListingRow {
             bookings: 0,
             calendar: Calendar::default(),
             lineage: Vec::new(),
+            quality: 1.0,
         }
     }
 }

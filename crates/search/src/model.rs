@@ -134,9 +134,13 @@ pub struct ListingDoc {
     /// Bookings that went ahead (approved or later): the popularity signal.
     pub bookings: i64,
     pub calendar: Calendar,
-    /// The category and its ancestors, leaf first (filled in by the
-    /// catalog, which knows the tree), so facets need no tree walk per hit.
-    pub lineage: Vec<Uuid>,
+    /// The category and its ancestors, leaf first, as positions in
+    /// [`Categories::order`] (filled in by the catalog, which knows the
+    /// tree), so facets count into an array with no tree walk per match.
+    pub lineage: Vec<u16>,
+    /// [`crate::rank::quality`], cached by the catalog (and re-derived when
+    /// the owner changes): ranking reads it for every match.
+    pub quality: f64,
 }
 
 /// What ranking and filters need to know about an owner.
@@ -163,13 +167,33 @@ pub struct Category {
 #[derive(Clone, Debug, Default)]
 pub struct Categories {
     pub by_id: HashMap<Uuid, Category>,
+    /// Every id, in a fixed order: facets count by position.
+    pub order: Vec<Uuid>,
+    position: HashMap<Uuid, u16>,
 }
 
 impl Categories {
     pub fn new(list: Vec<Category>) -> Self {
+        let mut order: Vec<Uuid> = list.iter().map(|c| c.id).collect();
+        order.sort();
+        let position = order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u16))
+            .collect();
         Self {
             by_id: list.into_iter().map(|c| (c.id, c)).collect(),
+            order,
+            position,
         }
+    }
+
+    /// [`Categories::lineage`] as positions in [`Categories::order`].
+    pub fn lineage_positions(&self, id: Uuid) -> Vec<u16> {
+        self.lineage(id)
+            .iter()
+            .filter_map(|c| self.position.get(c).copied())
+            .collect()
     }
 
     /// `id` and its ancestors, leaf first (cycles cannot exist, but the

@@ -103,6 +103,9 @@ pub struct Search {
     pub sort: Option<Sort>,
     pub cursor: Option<String>,
     pub limit: usize,
+    /// `[south, north, west, east]` around the radius: a cheap first
+    /// check before the great-circle distance.
+    pub bbox: Option<[f64; 4]>,
 }
 
 impl Search {

@@ -2,7 +2,7 @@
 //! the price histogram and keyset pagination. Pure functions over the
 //! replica's table, so each rule is tested without a database.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 
 use chrono::{DateTime, Utc};
 use rentify_platform::pagination::Cursor;
@@ -18,10 +18,25 @@ use crate::{
 };
 
 /// Whether `doc` passes every filter of `search` except the words (which
-/// the index decided). Runs inside the index's collection loop for every
-/// match, so the cheap checks go first and the owner is looked up only
-/// when a filter needs it.
+/// the index decided) and, if it does, its distance from the search's
+/// centre (NaN without one). Runs inside the index's collection loop for
+/// every match, so the cheap checks go first and the owner is looked up
+/// only when a filter needs it.
 pub fn accepts<'a>(
+    doc: &ListingDoc,
+    owner: impl FnOnce() -> Option<&'a OwnerFacts>,
+    search: &Search,
+    now: i64,
+) -> Option<f32> {
+    passes(doc, owner, search, now).then(|| {
+        search
+            .center
+            .zip(doc.location)
+            .map_or(f32::NAN, |(c, at)| geo::distance_km(c, at) as f32)
+    })
+}
+
+fn passes<'a>(
     doc: &ListingDoc,
     owner: impl FnOnce() -> Option<&'a OwnerFacts>,
     search: &Search,
@@ -54,6 +69,12 @@ pub fn accepts<'a>(
             && !owner.and_then(|o| o.rating_avg).is_some_and(|r| r >= min)
         {
             return false;
+        }
+    }
+    if let Some([south, north, west, east]) = search.bbox {
+        match doc.location {
+            Some((lat, lng)) if (south..=north).contains(&lat) && (west..=east).contains(&lng) => {}
+            _ => return false,
         }
     }
     if let (Some(center), Some(radius)) = (search.center, search.radius_km) {
@@ -204,6 +225,28 @@ struct Ranked {
     distance: Option<f64>,
 }
 
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key
+            .total_cmp(&other.key)
+            .then_with(|| self.id.cmp(&other.id))
+    }
+}
+
 /// The order key of `doc` for `sort`, smaller first. Listings without the
 /// sorted-by value come last.
 fn sort_key(sort: Sort, score: f64, price: Option<i64>, distance: Option<f64>, rating: f64) -> f64 {
@@ -227,41 +270,55 @@ pub fn page(
 ) -> SearchPage {
     let period = search.price_period();
     let mut facets = Facets::default();
-    // A few dozen categories: a list beats hashing per match.
-    let mut category_counts: Vec<(Uuid, usize)> = Vec::new();
+    let mut category_counts = vec![0usize; categories.order.len()];
     let mut kinds = [0usize; 3];
     let mut prices = Vec::new();
-    let mut ranked = Vec::with_capacity(hits.len());
+    // Only the page (and one more) is kept, in a max-heap whose top is the
+    // worst kept: most matches cost one comparison.
+    let take = search.limit + 1;
+    let mut best: BinaryHeap<Ranked> = BinaryHeap::with_capacity(take + 1);
+    let mut total = 0;
     for hit in hits {
         let Some(doc) = table.get(hit.slot) else {
             continue;
         };
-        let owner = table.owner(doc.owner_id);
+        total += 1;
         kinds[doc.kind as usize] += 1;
-        for c in &doc.lineage {
-            match category_counts.iter_mut().find(|(id, _)| id == c) {
-                Some((_, n)) => *n += 1,
-                None => category_counts.push((*c, 1)),
+        for &c in &doc.lineage {
+            if let Some(n) = category_counts.get_mut(usize::from(c)) {
+                *n += 1;
             }
         }
         let price = doc.prices.for_period(period);
         prices.extend(price);
-        let distance = search
-            .center
-            .zip(doc.location)
-            .map(|(c, at)| geo::distance_km(c, at));
-        let score = f64::from(hit.score) * quality(doc, owner);
-        let rating = owner.map_or(0.0, |o| o.rating_avg.unwrap_or(0.0));
+        let distance = (!hit.distance.is_nan()).then_some(f64::from(hit.distance));
+        let score = f64::from(hit.score) * doc.quality;
+        let rating = if search.sort() == Sort::Rating {
+            table
+                .owner(doc.owner_id)
+                .and_then(|o| o.rating_avg)
+                .unwrap_or(0.0)
+        } else {
+            0.0
+        };
         let key = sort_key(search.sort(), score, price, distance, rating);
-        ranked.push(Ranked {
+        if after.is_some_and(|a| (key, doc.id) <= (a.key, a.id)) {
+            continue;
+        }
+        let ranked = Ranked {
             key,
             id: doc.id,
             slot: hit.slot,
             score,
             distance,
-        });
+        };
+        if best.len() < take {
+            best.push(ranked);
+        } else if best.peek().is_some_and(|worst| ranked < *worst) {
+            best.pop();
+            best.push(ranked);
+        }
     }
-    let total = ranked.len();
     for kind in Kind::ALL {
         if kinds[kind as usize] > 0 {
             facets.kind.insert(kind.as_str(), kinds[kind as usize]);
@@ -269,7 +326,10 @@ pub fn page(
     }
     let mut category_list: Vec<CategoryCount> = category_counts
         .into_iter()
-        .filter_map(|(id, count)| {
+        .enumerate()
+        .filter(|&(_, count)| count > 0)
+        .filter_map(|(i, count)| {
+            let id = categories.order[i];
             categories.by_id.get(&id).map(|c| CategoryCount {
                 id,
                 slug: c.slug.clone(),
@@ -283,16 +343,7 @@ pub fn page(
     facets.price_histogram = histogram(&prices);
     facets.price_period = period_name(period);
 
-    if let Some(after) = after {
-        ranked.retain(|r| (r.key, r.id) > (after.key, after.id));
-    }
-    let take = search.limit + 1;
-    let order = |a: &Ranked, b: &Ranked| a.key.total_cmp(&b.key).then_with(|| a.id.cmp(&b.id));
-    if ranked.len() > take {
-        ranked.select_nth_unstable_by(take - 1, order);
-        ranked.truncate(take);
-    }
-    ranked.sort_unstable_by(order);
+    let mut ranked = best.into_sorted_vec();
     let has_more = ranked.len() > search.limit;
     ranked.truncate(search.limit);
     let next_cursor = has_more
@@ -425,6 +476,7 @@ mod tests {
             bookings: 0,
             calendar: Calendar::default(),
             lineage: Vec::new(),
+            quality: 1.0,
         }
     }
 
@@ -437,6 +489,7 @@ mod tests {
             hits.push(Hit {
                 slot: i as u32,
                 score: 1.0,
+                distance: f32::NAN,
             });
         }
         (table, hits)
@@ -454,29 +507,32 @@ mod tests {
             ..Search::default()
         };
         // ~1.1 km north of the centre, in range, delivers.
-        assert!(accepts(
+        assert!(passes(
             &doc(2, 1500, (48.8666, 2.3522)),
             || None,
             &search,
             0
         ));
         // ~2.2 km away.
-        assert!(!accepts(
+        assert!(!passes(
             &doc(2, 1500, (48.8766, 2.3522)),
             || None,
             &search,
             0
         ));
-        assert!(!accepts(
+        assert!(!passes(
             &doc(2, 2001, (48.8666, 2.3522)),
             || None,
             &search,
             0
         ));
         assert!(
-            !accepts(&doc(3, 1500, (48.8666, 2.3522)), || None, &search, 0),
+            !passes(&doc(3, 1500, (48.8666, 2.3522)), || None, &search, 0),
             "no delivery"
         );
+        // The distance the filter measured comes back with the match.
+        let d = accepts(&doc(2, 1500, (48.8666, 2.3522)), || None, &search, 0).unwrap();
+        assert!((d - 1.112).abs() < 0.01, "{d}");
         let rated = Search {
             min_rating: Some(4.0),
             verified_only: true,
@@ -489,13 +545,13 @@ mod tests {
             rating_count: 3,
             trust: None,
         };
-        assert!(accepts(&doc(1, 1, (0.0, 0.0)), || Some(&good), &rated, 0));
-        assert!(!accepts(&doc(1, 1, (0.0, 0.0)), || None, &rated, 0));
+        assert!(passes(&doc(1, 1, (0.0, 0.0)), || Some(&good), &rated, 0));
+        assert!(!passes(&doc(1, 1, (0.0, 0.0)), || None, &rated, 0));
         let unverified = OwnerFacts {
             verified: false,
             ..good
         };
-        assert!(!accepts(
+        assert!(!passes(
             &doc(1, 1, (0.0, 0.0)),
             || Some(&unverified),
             &rated,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use tantivy::collector::TopDocs;
 
-use crate::{SearchIndex, query, rank};
+use crate::{SearchIndex, query};
 
 /// One suggestion.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -93,7 +93,7 @@ impl SearchIndex {
             let Some(doc) = table.get(slot as u32) else {
                 continue;
             };
-            let score = f64::from(score) * rank::quality(doc, table.owner(doc.owner_id));
+            let score = f64::from(score) * doc.quality;
             ranked.push((-score, doc.id, slot as u32));
         }
         ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
