@@ -1,6 +1,7 @@
 //! Accounts as their owner sees them (`/v1/users/me`), as the public sees
 //! them (`/v1/users/{id}`), and preferences.
 
+use rentify_platform::patch::double_option;
 use std::collections::BTreeSet;
 
 use axum::Extension;
@@ -296,28 +297,6 @@ pub struct UpdateMe {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<Location>)]
     pub location: Option<Option<Location>>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null`
-/// (`Some(None)`), so PATCH can clear a value.
-mod double_option {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
-
-    pub fn serialize<T: Serialize, S: Serializer>(
-        value: &Option<Option<T>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(inner) => inner.serialize(s),
-            None => s.serialize_none(),
-        }
-    }
 }
 
 fn check_update(input: &UpdateMe) -> ApiResult<()> {

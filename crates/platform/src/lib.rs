@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod money;
 pub mod outbox;
 pub mod pagination;
+pub mod patch;
 pub mod ratelimit;
 pub mod state;
 pub mod telemetry;

@@ -138,7 +138,7 @@ impl From<ReviewError> for ApiError {
                 platform_codes::PRECONDITION_FAILED,
                 message,
             )
-            .with_detail(json!({"current_etag": crate::model::etag(current)})),
+            .with_detail(json!({"current_etag": rentify_platform::http::etag::etag(current)})),
             ReviewError::Api(error) => error,
             ReviewError::Internal(error) => ApiError::internal(error),
         }

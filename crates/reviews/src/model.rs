@@ -7,6 +7,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
+use rentify_platform::http::etag::{etag, if_match_allows};
+use rentify_platform::patch::double_option;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -223,28 +225,6 @@ pub struct ReviewPatch {
     pub comment: Option<Option<String>>,
 }
 
-/// Distinguishes an absent field (`None`) from an explicit `null`
-/// (`Some(None)`), so PATCH can remove the comment.
-mod double_option {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
-
-    pub fn serialize<T: Serialize, S: Serializer>(
-        value: &Option<Option<T>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(inner) => inner.serialize(s),
-            None => s.serialize_none(),
-        }
-    }
-}
-
 /// `{reason}` of a rejection.
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
@@ -289,30 +269,11 @@ pub struct EventPayload<'a> {
     pub reason: Option<&'a str>,
 }
 
-/// The strong entity tag of a version: `"3"`.
-pub fn etag(version: i32) -> String {
-    format!("\"{version}\"")
-}
-
 /// Checks `If-Match` against the current version as listings do (strong
 /// comparison): absent or `*` passes; otherwise one of the listed tags must
 /// be `"<version>"`, else 412 `precondition_failed`.
 pub fn check_if_match(headers: &HeaderMap, version: i32) -> Result<(), ReviewError> {
-    let values: Vec<&str> = headers
-        .get_all(header::IF_MATCH)
-        .iter()
-        .map(|v| v.to_str().unwrap_or(""))
-        .collect();
-    if values.is_empty() {
-        return Ok(());
-    }
-    let current = etag(version);
-    let matches = values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == current);
-    if matches {
+    if if_match_allows(headers, version) {
         Ok(())
     } else {
         Err(ReviewError::PreconditionFailed { current: version })

@@ -3,6 +3,7 @@
 //! ([`ListingData`]), and the pure rules over that content — field
 //! validation (every save) and completeness (publishing).
 
+use rentify_platform::patch::double_option;
 use std::collections::HashSet;
 
 use rentify_identity::users::Location;
@@ -99,18 +100,6 @@ pub struct ListingInput {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<bool>)]
     pub instant_book: Option<Option<bool>>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null`
-/// (`Some(None)`), so PATCH can clear a value.
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
 }
 
 /// What a listing says about itself: every editable field, defaults applied.

@@ -66,7 +66,7 @@ async fn respond(
     let mut response = pending
         .complete(tx, status, &ListingView::from(listing))
         .await?;
-    if let Ok(value) = view::etag(version).parse() {
+    if let Ok(value) = rentify_platform::http::etag::etag(version).parse() {
         response.headers_mut().insert(header::ETAG, value);
     }
     Ok(response)

@@ -7,6 +7,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use rentify_identity::users::Location;
+use rentify_platform::http::etag::{etag, if_match_allows};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -96,11 +97,6 @@ impl From<Listing> for ListingView {
     }
 }
 
-/// The strong entity tag of a version: `"7"`.
-pub fn etag(version: i32) -> String {
-    format!("\"{version}\"")
-}
-
 /// A listing response with its `ETag` header.
 pub struct ListingResponse {
     pub status: StatusCode,
@@ -131,21 +127,7 @@ impl IntoResponse for ListingResponse {
 /// RFC 9110 requires): absent or `*` passes; otherwise one of the listed
 /// tags must be `"<version>"`, else 412 `precondition_failed`.
 pub fn check_if_match(headers: &HeaderMap, version: i32) -> Result<(), ListingError> {
-    let values: Vec<&str> = headers
-        .get_all(header::IF_MATCH)
-        .iter()
-        .map(|v| v.to_str().unwrap_or(""))
-        .collect();
-    if values.is_empty() {
-        return Ok(());
-    }
-    let current = etag(version);
-    let matches = values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == current);
-    if matches {
+    if if_match_allows(headers, version) {
         Ok(())
     } else {
         Err(ListingError::PreconditionFailed { current: version })

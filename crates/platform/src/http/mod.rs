@@ -5,6 +5,7 @@
 //! timeout → body limit → CORS → security headers → authentication → rate limit → handler.
 
 pub mod envelope;
+pub mod etag;
 pub mod metrics;
 pub mod request_id;
 pub mod security;
