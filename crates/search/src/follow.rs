@@ -149,8 +149,7 @@ async fn step(
         drop(conn);
         let catalog = catalog.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            catalog.apply(docs, &gone, owners);
-            catalog.commit()?;
+            catalog.apply(docs, &gone, owners)?;
             Ok(())
         })
         .await??;

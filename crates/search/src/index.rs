@@ -157,11 +157,17 @@ impl Catalog {
         words
     }
 
-    /// Adds or replaces `docs` and drops `gone` (listings no longer
-    /// active), in the table at once and in the index at the next
-    /// [`Catalog::commit`].
-    pub fn apply(&self, docs: Vec<ListingDoc>, gone: &[Uuid], owners: HashMap<Uuid, OwnerFacts>) {
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+    /// Adds or replaces `docs`, drops `gone` (listings no longer active)
+    /// and makes it all searchable: the index commits and reloads while the
+    /// table is locked, so a query never sees the table and the index
+    /// disagree (searches wait for the few milliseconds of a commit).
+    pub fn apply(
+        &self,
+        docs: Vec<ListingDoc>,
+        gone: &[Uuid],
+        owners: HashMap<Uuid, OwnerFacts>,
+    ) -> tantivy::Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         table.set_owners(owners);
         for id in gone {
@@ -193,20 +199,7 @@ impl Catalog {
             doc.quality = rank::quality(&doc, table.owner(doc.owner_id));
             table.slots[slot as usize] = Some(doc);
         }
-    }
-
-    /// Replaces what the table knows about `owners`.
-    pub fn apply_owners(&self, owners: HashMap<Uuid, OwnerFacts>) {
-        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
-        table.set_owners(owners);
-    }
-
-    /// Makes everything applied so far searchable.
-    pub fn commit(&self) -> tantivy::Result<()> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .commit()?;
+        writer.commit()?;
         self.reader.reload()
     }
 

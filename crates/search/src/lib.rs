@@ -176,8 +176,7 @@ async fn build_catalog(pool: &PgPool) -> anyhow::Result<Built> {
     let count = docs.len();
     let catalog = tokio::task::spawn_blocking(move || -> anyhow::Result<Catalog> {
         let catalog = Catalog::new(categories)?;
-        catalog.apply(docs, &[], owners);
-        catalog.commit()?;
+        catalog.apply(docs, &[], owners)?;
         Ok(catalog)
     })
     .await??;
