@@ -147,6 +147,19 @@ pg_trust_loopback() {
   as_root pg_ctlcluster --skip-systemctl-redirect "$(pg_cluster_version)" main reload >/dev/null 2>&1 || true
 }
 
+# The test suite runs several apps at once, each with an API pool, a job pool and
+# job listeners: Debian's default of 100 connections ran out (`too many clients`).
+# A local dev/CI cluster gets at least PG_MIN_CONNECTIONS (a restart, once).
+PG_MIN_CONNECTIONS=${PG_MIN_CONNECTIONS:-300}
+pg_ensure_connections() {
+  local current
+  current=$(psql "$PG_ADMIN_URL" -XAtqc 'SHOW max_connections' 2>/dev/null) || return 0
+  [[ $current =~ ^[0-9]+$ ]] && ((current >= PG_MIN_CONNECTIONS)) && return 0
+  psql "$PG_ADMIN_URL" -XAtqc "ALTER SYSTEM SET max_connections = $PG_MIN_CONNECTIONS" >/dev/null || return 0
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(pg_cluster_version)" main restart >/dev/null 2>&1 || return 0
+  wait_for 30 pg_isready -q -d "$PG_ADMIN_URL" || true
+}
+
 # One query for everything we want to know; prints "version|postgis|btree_gist|db_exists".
 pg_probe() {
   psql "$PG_ADMIN_URL" -XAtq -F'|' -v db="$PG_DB" <<'SQL'
@@ -196,6 +209,7 @@ ensure_postgres() {
     return 1
   fi
   IFS='|' read -r ver postgis btree dbx <<<"$probe"
+  [[ $local_pg -eq 1 ]] && pg_ensure_connections
   status postgres "$state" "$where (PostgreSQL $ver)"
 
   # Extensions: PostGIS is its own package; btree_gist ships with the server/contrib.
