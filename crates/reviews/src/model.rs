@@ -3,11 +3,12 @@
 
 use axum::{
     Json,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use rentify_platform::http::etag::{etag, if_match_allows};
+use rentify_platform::http::etag::if_match_allows;
+pub use rentify_platform::http::etag::with_etag;
 use rentify_platform::patch::double_option;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -280,14 +281,6 @@ pub fn check_if_match(headers: &HeaderMap, version: i32) -> Result<(), ReviewErr
     }
 }
 
-/// Adds `ETag: "<version>"` to `response`.
-pub fn with_etag(mut response: Response, version: i32) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&etag(version)) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
-}
-
 /// One review as a response, with its `ETag`.
 pub struct ReviewResponse {
     pub status: StatusCode,
@@ -303,6 +296,8 @@ impl IntoResponse for ReviewResponse {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderValue, header};
+
     use super::*;
 
     fn with(value: &str) -> HeaderMap {

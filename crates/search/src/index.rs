@@ -110,6 +110,8 @@ impl Table {
 pub struct Catalog {
     pub fields: Fields,
     pub categories: Categories,
+    /// Each category's name as analysed words, for suggestions.
+    pub category_words: Vec<(Uuid, Vec<String>)>,
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter<TantivyDocument>>,
@@ -134,14 +136,22 @@ impl Catalog {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        Ok(Self {
+        let mut catalog = Self {
             fields,
             categories,
+            category_words: Vec::new(),
             index,
             reader,
             writer: Mutex::new(writer),
             table: RwLock::new(Table::default()),
-        })
+        };
+        catalog.category_words = catalog
+            .categories
+            .by_id
+            .values()
+            .map(|c| (c.id, catalog.analyze(&c.name)))
+            .collect();
+        Ok(catalog)
     }
 
     /// The words of `text` as the index sees them.

@@ -53,10 +53,10 @@ impl SearchIndex {
         let typed = catalog.analyze(q);
         let mut out: Vec<Suggestion> = Vec::new();
         let mut categories: Vec<_> = catalog
-            .categories
-            .by_id
-            .values()
-            .filter(|c| name_matches(&catalog.analyze(&c.name), &typed))
+            .category_words
+            .iter()
+            .filter(|(_, words)| name_matches(words, &typed))
+            .filter_map(|(id, _)| catalog.categories.by_id.get(id))
             .collect();
         categories.sort_by(|a, b| a.name.cmp(&b.name));
         out.extend(

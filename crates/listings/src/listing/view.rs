@@ -2,12 +2,12 @@
 
 use axum::{
     Json,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
 use rentify_identity::users::Location;
-use rentify_platform::http::etag::{etag, if_match_allows};
+use rentify_platform::http::etag::{if_match_allows, with_etag};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -114,12 +114,8 @@ impl ListingResponse {
 
 impl IntoResponse for ListingResponse {
     fn into_response(self) -> Response {
-        let tag = etag(self.listing.version);
-        let mut response = (self.status, Json(self.listing)).into_response();
-        if let Ok(value) = HeaderValue::from_str(&tag) {
-            response.headers_mut().insert(header::ETAG, value);
-        }
-        response
+        let version = self.listing.version;
+        with_etag((self.status, Json(self.listing)).into_response(), version)
     }
 }
 
@@ -141,6 +137,8 @@ pub fn has_if_match(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     fn with(value: &str) -> HeaderMap {

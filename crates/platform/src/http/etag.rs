@@ -2,11 +2,22 @@
 //! entity tag, and a write may carry `If-Match` (RFC 9110, strong
 //! comparison). Modules map a failed precondition to their own 412 error.
 
-use axum::http::{HeaderMap, header};
+use axum::{
+    http::{HeaderMap, HeaderValue, header},
+    response::Response,
+};
 
 /// The strong entity tag of a version: `"7"`.
 pub fn etag(version: i32) -> String {
     format!("\"{version}\"")
+}
+
+/// Adds `ETag: "<version>"` to `response`.
+pub fn with_etag(mut response: Response, version: i32) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&etag(version)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }
 
 /// Whether `If-Match` allows writing over `version`: absent, `*`, or one
@@ -30,8 +41,6 @@ pub fn if_match_allows(headers: &HeaderMap, version: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
 
     #[test]

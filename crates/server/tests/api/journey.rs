@@ -5,34 +5,15 @@
 //! payout are visible and the ledger balances. `make demo` walks the same
 //! steps against a running server.
 
-use std::time::{Duration, Instant};
-
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     bookings::{act, body, book, day},
     payments_bookings::{assert_books_balance, owner_wallet, settled},
+    payments_wallet::eventually,
     support::TestApp,
 };
-
-async fn eventually<F, Fut>(what: &str, mut probe: F) -> Value
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<Value>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Plays the KYC provider: a signed `identity_verification.verified`.
 async fn verify_identity(app: &TestApp, token: &str) {
