@@ -129,13 +129,14 @@ impl SearchIndex {
             (Some(_), None) => false,
             (None, _) => true,
         };
-        let candidates: Vec<&ListingDoc> = table
+        // Each candidate with its quality.
+        let candidates: Vec<(&ListingDoc, f64)> = table
             .slots
             .iter()
-            .flatten()
-            .filter(|d| d.owner_id != viewer && nearby(d))
+            .zip(&table.facts)
+            .filter_map(|(d, f)| d.as_ref().map(|d| (d, f64::from(f.quality))))
+            .filter(|(d, _)| d.owner_id != viewer && nearby(d))
             .collect();
-        let quality = |d: &ListingDoc| d.quality;
         let personalized = !taste.affinities.is_empty() || taste.budget.is_some();
         let mut shown: HashSet<Uuid> = HashSet::new();
         let take = |mut scored: Vec<(f64, &ListingDoc)>, shown: &mut HashSet<Uuid>| {
@@ -151,9 +152,8 @@ impl SearchIndex {
         if personalized {
             let scored = candidates
                 .iter()
-                .map(|d| (affinity(d, taste, &catalog.categories), *d))
+                .map(|&(d, quality)| (affinity(d, taste, &catalog.categories) * quality, d))
                 .filter(|(a, _)| *a > 0.0)
-                .map(|(a, d)| (a * quality(d), d))
                 .collect();
             sections.push(Section {
                 key: "for_you",
@@ -164,11 +164,11 @@ impl SearchIndex {
         let now = Utc::now();
         let fresh = candidates
             .iter()
-            .map(|d| {
+            .map(|&(d, _)| {
                 let age_days = d
                     .published_at
                     .map_or(365.0, |p| (now - p).num_seconds().max(0) as f64 / 86_400.0);
-                (-age_days, *d)
+                (-age_days, d)
             })
             .collect();
         let local = taste.center.is_some();
@@ -183,7 +183,7 @@ impl SearchIndex {
         });
         let popular = candidates
             .iter()
-            .map(|d| (((1 + d.bookings) as f64).ln() + quality(d), *d))
+            .map(|&(d, quality)| (((1 + d.bookings) as f64).ln() + quality, d))
             .collect();
         sections.push(Section {
             key: if local { "popular_nearby" } else { "popular" },

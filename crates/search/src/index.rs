@@ -26,8 +26,10 @@ use uuid::Uuid;
 
 use crate::{
     geo,
-    model::{Categories, ListingDoc, OwnerFacts},
+    model::{Categories, Facts, ListingDoc, NO_CATEGORY, OwnerFacts},
+    grid::Grid,
     rank,
+    titles::TitleWords,
 };
 
 /// The analyzer for titles, descriptions and queries: words, lower-cased,
@@ -68,13 +70,25 @@ fn schema() -> (Schema, Fields) {
 #[derive(Default)]
 pub struct Table {
     pub slots: Vec<Option<ListingDoc>>,
+    /// The same slots' [`Facts`], what searches scan.
+    pub facts: Vec<Facts>,
     pub by_id: HashMap<Uuid, u32>,
     pub owners: HashMap<Uuid, OwnerFacts>,
+    /// Title words to slots, for suggestions.
+    pub titles: TitleWords,
+    /// Located slots by map cell, for radius searches.
+    pub grid: Grid,
 }
 
 impl Table {
     pub fn get(&self, slot: u32) -> Option<&ListingDoc> {
         self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// The facts of `slot` ([`Facts::EMPTY`] when it holds nothing).
+    #[inline]
+    pub fn facts(&self, slot: u32) -> &Facts {
+        self.facts.get(slot as usize).unwrap_or(&Facts::EMPTY)
     }
 
     pub fn owner(&self, id: Uuid) -> Option<&OwnerFacts> {
@@ -89,18 +103,61 @@ impl Table {
         self.by_id.is_empty()
     }
 
-    /// Records what changed about `owners` and re-derives the cached
-    /// quality of their listings (a scan, but owner events are rare).
-    fn set_owners(&mut self, owners: HashMap<Uuid, OwnerFacts>) {
+    /// Stores `doc` in `slot` (a new slot is `slots.len()`), deriving its
+    /// facts and filing its `title_words`.
+    fn put(&mut self, slot: u32, doc: ListingDoc, title_words: Vec<String>, categories: &Categories) {
+        let facts = self.derive(&doc, categories);
+        self.titles.file(slot, title_words, facts.quality);
+        if let Some(at) = self.get(slot).and_then(|old| old.location) {
+            self.grid.remove(slot, at);
+        }
+        if let Some(at) = doc.location {
+            self.grid.insert(slot, at);
+        }
+        let slot = slot as usize;
+        if slot >= self.slots.len() {
+            self.slots.resize(slot + 1, None);
+            self.facts.resize(slot + 1, Facts::EMPTY);
+        }
+        self.facts[slot] = facts;
+        self.slots[slot] = Some(doc);
+    }
+
+    fn derive(&self, doc: &ListingDoc, categories: &Categories) -> Facts {
+        let owner = self.owner(doc.owner_id);
+        let leaf = doc
+            .category_id
+            .and_then(|c| categories.position(c))
+            .unwrap_or(NO_CATEGORY);
+        Facts::new(doc, owner, leaf, rank::quality(doc, owner))
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(at) = self.get(slot).and_then(|old| old.location) {
+            self.grid.remove(slot, at);
+        }
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = None;
+            self.facts[slot as usize] = Facts::EMPTY;
+            self.titles.unfile(slot);
+        }
+    }
+
+    /// Records what changed about `owners` and re-derives their listings'
+    /// facts (a scan, but owner events are rare).
+    fn set_owners(&mut self, owners: HashMap<Uuid, OwnerFacts>, categories: &Categories) {
         if owners.is_empty() {
             return;
         }
         let changed: HashSet<Uuid> = owners.keys().copied().collect();
         self.owners.extend(owners);
-        let Table { slots, owners, .. } = self;
-        for doc in slots.iter_mut().flatten() {
-            if changed.contains(&doc.owner_id) {
-                doc.quality = rank::quality(doc, owners.get(&doc.owner_id));
+        for slot in 0..self.slots.len() {
+            if let Some(doc) = &self.slots[slot]
+                && changed.contains(&doc.owner_id)
+            {
+                let facts = self.derive(doc, categories);
+                self.facts[slot] = facts;
+                self.titles.requalify(slot as u32, facts.quality);
             }
         }
     }
@@ -179,18 +236,14 @@ impl Catalog {
     ) -> tantivy::Result<()> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
-        table.set_owners(owners);
+        table.set_owners(owners, &self.categories);
         for id in gone {
             if let Some(slot) = table.by_id.remove(id) {
-                table.slots[slot as usize] = None;
+                table.remove(slot);
                 writer.delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
             }
         }
-        for mut doc in docs {
-            doc.lineage = doc
-                .category_id
-                .map(|c| self.categories.lineage_positions(c))
-                .unwrap_or_default();
+        for doc in docs {
             let slot = match table.by_id.get(&doc.id) {
                 Some(&slot) => {
                     writer.delete_term(Term::from_field_text(self.fields.id, &doc.id.to_string()));
@@ -198,7 +251,6 @@ impl Catalog {
                 }
                 None => {
                     let slot = table.slots.len() as u32;
-                    table.slots.push(None);
                     table.by_id.insert(doc.id, slot);
                     slot
                 }
@@ -206,8 +258,8 @@ impl Catalog {
             // Only fails when the indexing thread has died, which the
             // next commit reports.
             let _ = writer.add_document(self.document(slot, &doc));
-            doc.quality = rank::quality(&doc, table.owner(doc.owner_id));
-            table.slots[slot as usize] = Some(doc);
+            let title_words = self.analyze(&doc.title);
+            table.put(slot, doc, title_words, &self.categories);
         }
         writer.commit()?;
         self.reader.reload()
@@ -236,9 +288,9 @@ impl Catalog {
                     Facet::from_text(&path).unwrap_or_else(|_| Facet::root()),
                 );
             }
-            for &c in &doc.lineage {
+            for c in self.categories.lineage(category) {
                 body.push(' ');
-                body.push_str(&self.categories.by_id[&self.categories.order[usize::from(c)]].name);
+                body.push_str(&self.categories.by_id[&c].name);
             }
         }
         if let Some((lat, lng)) = doc.location {
@@ -257,13 +309,10 @@ impl Catalog {
 pub struct Hit {
     pub slot: u32,
     pub score: f32,
-    /// From the search's centre, in km; NaN without a centre.
-    pub distance: f32,
 }
 
 /// Collects every matching slot the `accept` filter (run against the
-/// table, under its read lock) lets through, with its BM25 score and the
-/// distance the filter measured.
+/// table, under its read lock) lets through, with its BM25 score.
 pub struct Matches<'a, F> {
     pub accept: &'a F,
     pub scoring: bool,
@@ -271,7 +320,7 @@ pub struct Matches<'a, F> {
 
 impl<F> Collector for Matches<'_, F>
 where
-    F: Fn(u32) -> Option<f32> + Sync,
+    F: Fn(u32) -> bool + Sync,
 {
     type Fruit = Vec<Hit>;
     type Child = SegmentMatches;
@@ -309,12 +358,8 @@ where
                 return;
             }
             let slot = slots.get_val(doc) as u32;
-            if let Some(distance) = (self.accept)(slot) {
-                hits.push(Hit {
-                    slot,
-                    score,
-                    distance,
-                });
+            if (self.accept)(slot) {
+                hits.push(Hit { slot, score });
             }
         };
         if self.scoring {
@@ -346,7 +391,6 @@ impl SegmentCollector for SegmentMatches {
             self.hits.push(Hit {
                 slot: slot as u32,
                 score,
-                distance: f32::NAN,
             });
         }
     }
@@ -364,7 +408,7 @@ pub fn matches<F>(
     accept: &F,
 ) -> tantivy::Result<Vec<Hit>>
 where
-    F: Fn(u32) -> Option<f32> + Sync,
+    F: Fn(u32) -> bool + Sync,
 {
     searcher.search(query, &Matches { accept, scoring })
 }

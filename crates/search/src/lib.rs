@@ -23,6 +23,7 @@ use uuid::Uuid;
 pub mod feed;
 mod follow;
 pub mod geo;
+mod grid;
 mod handlers;
 pub mod index;
 mod load;
@@ -31,6 +32,7 @@ pub mod params;
 mod query;
 pub mod rank;
 mod suggest;
+mod titles;
 
 use index::{Catalog, Hit};
 
@@ -121,29 +123,34 @@ impl SearchIndex {
         let started = Instant::now();
         let now = chrono::Utc::now().timestamp();
         let table = catalog.table.read().unwrap_or_else(|e| e.into_inner());
-        let accept = |slot: u32| {
-            table
-                .get(slot)
-                .and_then(|d| rank::accepts(d, || table.owner(d.owner_id), search, now))
-        };
-        let hits: Vec<Hit> = if search.q.is_some() {
-            let (query, scoring) = query::build(&catalog, search);
-            index::matches(&catalog.searcher(), query.as_ref(), scoring, &accept)
-                .map_err(ApiError::internal)?
+        let filter = rank::Filter::new(search, &catalog.categories, now);
+        let accept = |slot: u32| filter.accepts(&table, slot);
+        let page = if search.q.is_some() {
+            let searcher = catalog.searcher();
+            let (query, scoring) = query::build(&catalog, &searcher, search);
+            let hits = index::matches(&searcher, query.as_ref(), scoring, &accept)
+                .map_err(ApiError::internal)?;
+            rank::page(hits, &table, &catalog.categories, search, after.as_ref())
         } else {
             // Without words every listing is a candidate: a pass over the
-            // table (a bounding box first) beats uniting posting lists.
-            (0..table.slots.len() as u32)
-                .filter_map(|slot| {
-                    accept(slot).map(|distance| Hit {
-                        slot,
-                        score: 1.0,
-                        distance,
-                    })
-                })
-                .collect()
+            // facts (of the cells round the centre, with a radius) beats
+            // uniting posting lists.
+            let hit = |slot: u32| accept(slot).then_some(Hit { slot, score: 1.0 });
+            let near = search
+                .center
+                .zip(search.radius_km)
+                .and_then(|(center, km)| table.grid.near(center, km));
+            match near {
+                Some(slots) => {
+                    let hits = slots.into_iter().filter_map(hit);
+                    rank::page(hits, &table, &catalog.categories, search, after.as_ref())
+                }
+                None => {
+                    let hits = (0..table.facts.len() as u32).filter_map(hit);
+                    rank::page(hits, &table, &catalog.categories, search, after.as_ref())
+                }
+            }
         };
-        let page = rank::page(&hits, &table, &catalog.categories, search, after.as_ref());
         metrics::histogram!("search_query_seconds").record(started.elapsed().as_secs_f64());
         Ok(page)
     }
@@ -170,7 +177,9 @@ async fn build_catalog(pool: &PgPool) -> anyhow::Result<Built> {
         .execute(&mut *tx)
         .await?;
     let horizon = load::horizon(&mut tx).await?;
-    let docs = load::listings(&mut tx, None).await?;
+    let mut docs = load::listings(&mut tx, None).await?;
+    // Slots in map order: a radius search then reads neighbouring memory.
+    docs.sort_by_key(|d| d.location.map(|(lat, lng)| grid::key(lat, lng)));
     let owners = load::owners(&mut tx, None).await?;
     tx.commit().await?;
     let count = docs.len();

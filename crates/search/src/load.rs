@@ -90,8 +90,6 @@ impl ListingRow {
             published_at: self.published_at,
             bookings: 0,
             calendar: Calendar::default(),
-            lineage: Vec::new(),
-            quality: 1.0,
         }
     }
 }

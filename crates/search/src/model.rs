@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::geo::UnitVector;
+
 /// Listing kinds, as in the listings module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -96,20 +98,36 @@ impl Calendar {
     /// Whether at least one of `quantity` units is free for all of
     /// `[from, to)` at `now`: exact interval arithmetic, the same rule the
     /// bookings module enforces with its exclusion constraint.
+    /// Runs for every candidate of a search with dates, so a short
+    /// calendar (the usual case) is checked without allocating.
     pub fn has_free_unit(&self, quantity: i32, from: i64, to: i64, now: i64) -> bool {
         if !self.open.is_empty() && !self.open.iter().any(|&(s, e)| s <= from && to <= e) {
             return false;
         }
-        let mut taken: Vec<i32> = self
-            .busy
-            .iter()
-            .filter(|b| b.start < to && from < b.end)
-            .filter(|b| b.hold_expires_at.is_none_or(|h| h > now))
-            .map(|b| b.unit)
-            .collect();
+        let overlaps = |b: &&Busy| {
+            b.start < to && from < b.end && b.hold_expires_at.is_none_or(|h| h > now)
+        };
+        if self.busy.len() <= 32 {
+            // Count each unit at its first overlapping span.
+            let mut taken = 0;
+            for (i, b) in self.busy.iter().enumerate() {
+                if overlaps(&b) && !self.busy[..i].iter().filter(overlaps).any(|e| e.unit == b.unit)
+                {
+                    taken += 1;
+                }
+            }
+            return taken < quantity;
+        }
+        let mut taken: Vec<i32> = self.busy.iter().filter(overlaps).map(|b| b.unit).collect();
         taken.sort_unstable();
         taken.dedup();
         (taken.len() as i32) < quantity
+    }
+
+    /// Whether the calendar can refuse a stay (without spans or opening
+    /// windows, every unit is free).
+    pub fn constrains(&self) -> bool {
+        !self.open.is_empty() || !self.busy.is_empty()
     }
 }
 
@@ -134,13 +152,91 @@ pub struct ListingDoc {
     /// Bookings that went ahead (approved or later): the popularity signal.
     pub bookings: i64,
     pub calendar: Calendar,
-    /// The category and its ancestors, leaf first, as positions in
-    /// [`Categories::order`] (filled in by the catalog, which knows the
-    /// tree), so facets count into an array with no tree walk per match.
-    pub lineage: Vec<u16>,
-    /// [`crate::rank::quality`], cached by the catalog (and re-derived when
-    /// the owner changes): ranking reads it for every match.
-    pub quality: f64,
+}
+
+/// [`Facts::prices`] when the listing has no price for the period.
+pub const NO_PRICE: i64 = i64::MIN;
+/// [`Facts::leaf`] of a listing without a (known) category.
+pub const NO_CATEGORY: u16 = u16::MAX;
+
+/// The slot holds a listing.
+pub const LIVE: u8 = 1;
+/// The listing has a location.
+pub const LOCATED: u8 = 1 << 1;
+pub const DELIVERY: u8 = 1 << 2;
+/// The owner's identity is verified.
+pub const VERIFIED: u8 = 1 << 3;
+/// The calendar can refuse a stay: only then is it read (see
+/// [`Calendar::constrains`]).
+pub const CALENDAR: u8 = 1 << 4;
+
+/// What a search reads of every candidate, copied out of its
+/// [`ListingDoc`] and owner into one 64-byte cache line per slot. A search
+/// walks tens of thousands of candidates; the documents themselves (several
+/// hundred bytes behind pointers) are read only for a page's results and
+/// for calendars that can refuse the dates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Facts {
+    pub at: UnitVector,
+    /// By [`Period`] (`period as usize`), [`NO_PRICE`] when not offered.
+    pub prices: [i64; 3],
+    /// The owner's average rating, NaN without reviews.
+    pub rating: f64,
+    /// [`crate::rank::quality`] of the listing and its owner.
+    pub quality: f32,
+    /// The category's position in [`Categories::order`], or [`NO_CATEGORY`].
+    pub leaf: u16,
+    pub kind: Kind,
+    /// [`LIVE`], [`LOCATED`], [`DELIVERY`], [`VERIFIED`], [`CALENDAR`].
+    pub flags: u8,
+}
+
+impl Facts {
+    /// An empty slot.
+    pub const EMPTY: Facts = Facts {
+        at: UnitVector::ORIGIN,
+        prices: [NO_PRICE; 3],
+        rating: f64::NAN,
+        quality: 1.0,
+        leaf: NO_CATEGORY,
+        kind: Kind::Item,
+        flags: 0,
+    };
+
+    pub fn new(doc: &ListingDoc, owner: Option<&OwnerFacts>, leaf: u16, quality: f64) -> Self {
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        let price = |p: Option<i64>| p.unwrap_or(NO_PRICE);
+        Self {
+            at: doc
+                .location
+                .map_or(UnitVector::ORIGIN, |(lat, lng)| UnitVector::new(lat, lng)),
+            prices: [
+                price(doc.prices.hourly),
+                price(doc.prices.daily),
+                price(doc.prices.weekly),
+            ],
+            rating: owner.and_then(|o| o.rating_avg).unwrap_or(f64::NAN),
+            quality: quality as f32,
+            leaf,
+            kind: doc.kind,
+            flags: LIVE
+                | flag(doc.location.is_some(), LOCATED)
+                | flag(doc.delivery, DELIVERY)
+                | flag(owner.is_some_and(|o| o.verified), VERIFIED)
+                | flag(doc.calendar.constrains() || doc.quantity < 1, CALENDAR),
+        }
+    }
+
+    #[inline]
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    #[inline]
+    pub fn price(&self, period: Period) -> Option<i64> {
+        let p = self.prices[period as usize];
+        (p != NO_PRICE).then_some(p)
+    }
 }
 
 /// What ranking and filters need to know about an owner.
@@ -170,6 +266,8 @@ pub struct Categories {
     /// Every id, in a fixed order: facets count by position.
     pub order: Vec<Uuid>,
     position: HashMap<Uuid, u16>,
+    /// Each position's lineage, as positions (leaf first).
+    lineages: Vec<Vec<u16>>,
 }
 
 impl Categories {
@@ -181,11 +279,30 @@ impl Categories {
             .enumerate()
             .map(|(i, id)| (*id, i as u16))
             .collect();
-        Self {
+        let mut categories = Self {
             by_id: list.into_iter().map(|c| (c.id, c)).collect(),
             order,
             position,
-        }
+            lineages: Vec::new(),
+        };
+        categories.lineages = categories
+            .order
+            .iter()
+            .map(|&id| categories.lineage_positions(id))
+            .collect();
+        categories
+    }
+
+    /// The position of `id` in [`Categories::order`].
+    pub fn position(&self, id: Uuid) -> Option<u16> {
+        self.position.get(&id).copied()
+    }
+
+    /// The lineage of the category at `position`, as positions.
+    pub fn lineage_at(&self, position: u16) -> &[u16] {
+        self.lineages
+            .get(usize::from(position))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// [`Categories::lineage`] as positions in [`Categories::order`].

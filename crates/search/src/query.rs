@@ -3,7 +3,7 @@
 //! no score (kind, geo cells). Everything exact happens in [`crate::rank`].
 
 use tantivy::{
-    Term,
+    Searcher, Term,
     query::{
         AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query,
         TermQuery,
@@ -27,8 +27,45 @@ const TITLE_BOOST: f32 = 2.0;
 /// A typo-tolerant match scores below an exact one.
 const FUZZY_BOOST: f32 = 0.5;
 
-fn word_query(fields: &[(Field, f32)], word: &str, last: bool) -> Box<dyn Query> {
-    let budget = typo_budget(word);
+/// Whether `word` is in the vocabulary of `fields` (with `as_prefix`,
+/// whether it starts a word there). Typos are only tried for words the
+/// index does not know: a word that matches as typed is not widened to
+/// its neighbours, as search engines drop typo tolerance when exact
+/// matches exist (Typesense's `typo_tokens_threshold`), and the fuzzy
+/// expansion is the dearest part of a query.
+fn known(searcher: &Searcher, fields: &[(Field, f32)], word: &str, as_prefix: bool) -> bool {
+    searcher.segment_readers().iter().any(|segment| {
+        fields.iter().any(|&(field, _)| {
+            let Ok(index) = segment.inverted_index(field) else {
+                return false;
+            };
+            let terms = index.terms();
+            if as_prefix {
+                terms
+                    .range()
+                    .ge(word.as_bytes())
+                    .into_stream()
+                    .is_ok_and(|mut stream| {
+                        stream.advance() && stream.key().starts_with(word.as_bytes())
+                    })
+            } else {
+                terms.get(word.as_bytes()).is_ok_and(|info| info.is_some())
+            }
+        })
+    })
+}
+
+fn word_query(
+    searcher: &Searcher,
+    fields: &[(Field, f32)],
+    word: &str,
+    last: bool,
+) -> Box<dyn Query> {
+    let budget = if known(searcher, fields, word, last) {
+        0
+    } else {
+        typo_budget(word)
+    };
     let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     for &(field, boost) in fields {
         let term = Term::from_field_text(field, word);
@@ -59,7 +96,11 @@ fn word_query(fields: &[(Field, f32)], word: &str, last: bool) -> Box<dyn Query>
 
 /// Every word must match (title or description); words of one or two
 /// letters only help ranking, so "a", "de" or "2" never empty a result.
-fn words_query(fields: &[(Field, f32)], words: &[String]) -> Vec<(Occur, Box<dyn Query>)> {
+fn words_query(
+    searcher: &Searcher,
+    fields: &[(Field, f32)],
+    words: &[String],
+) -> Vec<(Occur, Box<dyn Query>)> {
     words
         .iter()
         .enumerate()
@@ -69,7 +110,7 @@ fn words_query(fields: &[(Field, f32)], words: &[String]) -> Vec<(Occur, Box<dyn
             } else {
                 Occur::Must
             };
-            (occur, word_query(fields, word, i + 1 == words.len()))
+            (occur, word_query(searcher, fields, word, i + 1 == words.len()))
         })
         .collect()
 }
@@ -80,7 +121,7 @@ fn filter(query: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
 
 /// The index query for `search`, and whether it scores (it does when there
 /// are words).
-pub fn build(catalog: &Catalog, search: &Search) -> (Box<dyn Query>, bool) {
+pub fn build(catalog: &Catalog, searcher: &Searcher, search: &Search) -> (Box<dyn Query>, bool) {
     let f = catalog.fields;
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let words = search
@@ -90,6 +131,7 @@ pub fn build(catalog: &Catalog, search: &Search) -> (Box<dyn Query>, bool) {
         .unwrap_or_default();
     let scoring = !words.is_empty();
     clauses.extend(words_query(
+        searcher,
         &[(f.title, TITLE_BOOST), (f.body, 1.0)],
         &words,
     ));
@@ -115,12 +157,13 @@ pub fn build(catalog: &Catalog, search: &Search) -> (Box<dyn Query>, bool) {
 }
 
 /// The query of a suggestion: title words, the last one a prefix.
-pub fn suggest(catalog: &Catalog, q: &str) -> Option<Box<dyn Query>> {
+pub fn suggest(catalog: &Catalog, searcher: &Searcher, q: &str) -> Option<Box<dyn Query>> {
     let words = catalog.analyze(q);
     if words.is_empty() {
         return None;
     }
     Some(Box::new(BooleanQuery::new(words_query(
+        searcher,
         &[(catalog.fields.title, 1.0)],
         &words,
     ))))

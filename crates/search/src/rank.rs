@@ -11,84 +11,99 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    geo,
+    geo::{self, UnitVector},
     index::{Hit, Table},
-    model::{Categories, Kind, ListingDoc, OwnerFacts, Period, Prices},
+    model::{
+        CALENDAR, Categories, DELIVERY, Facts, Kind, LIVE, LOCATED, ListingDoc, NO_CATEGORY,
+        OwnerFacts, Period, Prices, VERIFIED,
+    },
     params::{Search, Sort},
 };
 
-/// Whether `doc` passes every filter of `search` except the words (which
-/// the index decided) and, if it does, its distance from the search's
-/// centre (NaN without one). Runs inside the index's collection loop for
-/// every match, so the cheap checks go first and the owner is looked up
-/// only when a filter needs it.
-pub fn accepts<'a>(
-    doc: &ListingDoc,
-    owner: impl FnOnce() -> Option<&'a OwnerFacts>,
-    search: &Search,
+/// A search's filters, prepared once per query for the loop that runs
+/// them on every candidate: the radius as a squared chord, the categories
+/// as a table by position, the price period as an index.
+pub struct Filter<'a> {
+    search: &'a Search,
+    period: Period,
+    reach: Option<(UnitVector, f64)>,
+    categories: Option<Vec<bool>>,
     now: i64,
-) -> Option<f32> {
-    passes(doc, owner, search, now).then(|| {
-        search
-            .center
-            .zip(doc.location)
-            .map_or(f32::NAN, |(c, at)| geo::distance_km(c, at) as f32)
-    })
 }
 
-fn passes<'a>(
-    doc: &ListingDoc,
-    owner: impl FnOnce() -> Option<&'a OwnerFacts>,
-    search: &Search,
-    now: i64,
-) -> bool {
-    if search.kind.is_some_and(|k| k != doc.kind) || (search.delivery && !doc.delivery) {
-        return false;
+impl<'a> Filter<'a> {
+    pub fn new(search: &'a Search, categories: &Categories, now: i64) -> Self {
+        Self {
+            search,
+            period: search.price_period(),
+            reach: search
+                .center
+                .zip(search.radius_km)
+                .map(|((lat, lng), km)| (UnitVector::new(lat, lng), geo::km_chord2(km))),
+            categories: search.categories.as_ref().map(|wanted| {
+                let mut allowed = vec![false; categories.order.len()];
+                for position in wanted.iter().filter_map(|&id| categories.position(id)) {
+                    allowed[usize::from(position)] = true;
+                }
+                allowed
+            }),
+            now,
+        }
     }
-    if search.price_min.is_some() || search.price_max.is_some() {
-        let Some(price) = doc.prices.for_period(search.price_period()) else {
+
+    /// Whether the listing in `slot` passes every filter of the search
+    /// except the words (which the index decided). The cheap checks go
+    /// first; the calendar, the one read outside [`Facts`], goes last and
+    /// only for listings whose calendar can refuse the dates.
+    #[inline]
+    pub fn accepts(&self, table: &Table, slot: u32) -> bool {
+        let facts = table.facts(slot);
+        self.passes(facts) && self.free(facts, || table.get(slot))
+    }
+
+    fn passes(&self, f: &Facts) -> bool {
+        let search = self.search;
+        if !f.has(LIVE)
+            || search.kind.is_some_and(|k| k != f.kind)
+            || (search.delivery && !f.has(DELIVERY))
+            || (search.verified_only && !f.has(VERIFIED))
+        {
             return false;
+        }
+        if search.price_min.is_some() || search.price_max.is_some() {
+            let Some(price) = f.price(self.period) else {
+                return false;
+            };
+            if search.price_min.is_some_and(|min| price < min)
+                || search.price_max.is_some_and(|max| price > max)
+            {
+                return false;
+            }
+        }
+        if let Some(allowed) = &self.categories
+            && !allowed.get(usize::from(f.leaf)).copied().unwrap_or(false)
+        {
+            return false;
+        }
+        // NaN (no reviews) compares false: below any minimum.
+        if search.min_rating.is_some_and(|min| !(f.rating >= min)) {
+            return false;
+        }
+        if let Some((center, max)) = self.reach
+            && !(f.has(LOCATED) && f.at.chord2(center) <= max)
+        {
+            return false;
+        }
+        true
+    }
+
+    fn free<'d>(&self, f: &Facts, doc: impl FnOnce() -> Option<&'d ListingDoc>) -> bool {
+        let Some((from, to)) = self.search.window else {
+            return true;
         };
-        if search.price_min.is_some_and(|min| price < min)
-            || search.price_max.is_some_and(|max| price > max)
-        {
-            return false;
-        }
+        !f.has(CALENDAR)
+            || doc().is_some_and(|d| d.calendar.has_free_unit(d.quantity, from, to, self.now))
     }
-    if let Some(categories) = &search.categories
-        && !doc.category_id.is_some_and(|c| categories.contains(&c))
-    {
-        return false;
-    }
-    if search.verified_only || search.min_rating.is_some() {
-        let owner = owner();
-        if search.verified_only && !owner.is_some_and(|o| o.verified) {
-            return false;
-        }
-        if let Some(min) = search.min_rating
-            && !owner.and_then(|o| o.rating_avg).is_some_and(|r| r >= min)
-        {
-            return false;
-        }
-    }
-    if let Some([south, north, west, east]) = search.bbox {
-        match doc.location {
-            Some((lat, lng)) if (south..=north).contains(&lat) && (west..=east).contains(&lng) => {}
-            _ => return false,
-        }
-    }
-    if let (Some(center), Some(radius)) = (search.center, search.radius_km) {
-        match doc.location {
-            Some(at) if geo::distance_km(center, at) <= radius => {}
-            _ => return false,
-        }
-    }
-    if let Some((from, to)) = search.window
-        && !doc.calendar.has_free_unit(doc.quantity, from, to, now)
-    {
-        return false;
-    }
-    true
 }
 
 /// How much an owner's record lifts a listing: up to +25 % for trust, +10
@@ -222,7 +237,6 @@ struct Ranked {
     id: Uuid,
     slot: u32,
     score: f64,
-    distance: Option<f64>,
 }
 
 impl PartialEq for Ranked {
@@ -247,30 +261,44 @@ impl Ord for Ranked {
     }
 }
 
-/// The order key of `doc` for `sort`, smaller first. Listings without the
-/// sorted-by value come last.
-fn sort_key(sort: Sort, score: f64, price: Option<i64>, distance: Option<f64>, rating: f64) -> f64 {
+/// The order key of a match for `sort`, smaller first. Listings without
+/// the sorted-by value come last. Distance sorts by squared chord, which
+/// orders like the distance.
+fn sort_key(sort: Sort, score: f64, f: &Facts, period: Period, center: Option<UnitVector>) -> f64 {
     let last = f64::MAX;
     match sort {
         Sort::Relevance => -score,
-        Sort::PriceAsc => price.map_or(last, |p| p as f64),
-        Sort::PriceDesc => price.map_or(last, |p| -(p as f64)),
-        Sort::Distance => distance.unwrap_or(last),
-        Sort::Rating => -rating,
+        Sort::PriceAsc => f.price(period).map_or(last, |p| p as f64),
+        Sort::PriceDesc => f.price(period).map_or(last, |p| -(p as f64)),
+        Sort::Distance => match center {
+            Some(c) if f.has(LOCATED) => f.at.chord2(c),
+            _ => last,
+        },
+        Sort::Rating => {
+            if f.rating.is_nan() {
+                0.0
+            } else {
+                -f.rating
+            }
+        }
     }
 }
 
-/// Ranks `hits`, counts facets and cuts the page after `after`.
+/// Ranks `hits`, counts facets and cuts the page after `after`. One pass
+/// over the matches, reading only their [`Facts`]; the documents are read
+/// for the page alone.
 pub fn page(
-    hits: &[Hit],
+    hits: impl IntoIterator<Item = Hit>,
     table: &Table,
     categories: &Categories,
     search: &Search,
     after: Option<&Cursor<f64>>,
 ) -> SearchPage {
     let period = search.price_period();
+    let sort = search.sort();
+    let center = search.center.map(|(lat, lng)| UnitVector::new(lat, lng));
     let mut facets = Facets::default();
-    let mut category_counts = vec![0usize; categories.order.len()];
+    let mut leaves = vec![0usize; categories.order.len()];
     let mut kinds = [0usize; 3];
     let mut prices = Vec::new();
     // Only the page (and one more) is kept, in a max-heap whose top is the
@@ -279,38 +307,36 @@ pub fn page(
     let mut best: BinaryHeap<Ranked> = BinaryHeap::with_capacity(take + 1);
     let mut total = 0;
     for hit in hits {
-        let Some(doc) = table.get(hit.slot) else {
+        let f = table.facts(hit.slot);
+        if !f.has(LIVE) {
+            continue;
+        }
+        total += 1;
+        kinds[f.kind as usize] += 1;
+        if let Some(n) = leaves.get_mut(usize::from(f.leaf)) {
+            *n += 1;
+        }
+        prices.extend(f.price(period));
+        let score = f64::from(hit.score) * f64::from(f.quality);
+        let key = sort_key(sort, score, f, period, center);
+        let worse_than_kept = best.len() == take && best.peek().is_some_and(|w| key > w.key);
+        if worse_than_kept {
+            continue;
+        }
+        if after.is_some_and(|a| key < a.key) {
+            continue;
+        }
+        let Some(id) = table.get(hit.slot).map(|d| d.id) else {
             continue;
         };
-        total += 1;
-        kinds[doc.kind as usize] += 1;
-        for &c in &doc.lineage {
-            if let Some(n) = category_counts.get_mut(usize::from(c)) {
-                *n += 1;
-            }
-        }
-        let price = doc.prices.for_period(period);
-        prices.extend(price);
-        let distance = (!hit.distance.is_nan()).then_some(f64::from(hit.distance));
-        let score = f64::from(hit.score) * doc.quality;
-        let rating = if search.sort() == Sort::Rating {
-            table
-                .owner(doc.owner_id)
-                .and_then(|o| o.rating_avg)
-                .unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        let key = sort_key(search.sort(), score, price, distance, rating);
-        if after.is_some_and(|a| (key, doc.id) <= (a.key, a.id)) {
+        if after.is_some_and(|a| (key, id) <= (a.key, a.id)) {
             continue;
         }
         let ranked = Ranked {
             key,
-            id: doc.id,
+            id,
             slot: hit.slot,
             score,
-            distance,
         };
         if best.len() < take {
             best.push(ranked);
@@ -324,7 +350,16 @@ pub fn page(
             facets.kind.insert(kind.as_str(), kinds[kind as usize]);
         }
     }
-    let mut category_list: Vec<CategoryCount> = category_counts
+    // Each leaf's count goes to it and every category above it.
+    let mut counts = vec![0usize; categories.order.len()];
+    for (leaf, &n) in leaves.iter().enumerate().filter(|(_, n)| **n > 0) {
+        if leaf < usize::from(NO_CATEGORY) {
+            for &c in categories.lineage_at(leaf as u16) {
+                counts[usize::from(c)] += n;
+            }
+        }
+    }
+    let mut category_list: Vec<CategoryCount> = counts
         .into_iter()
         .enumerate()
         .filter(|&(_, count)| count > 0)
@@ -353,11 +388,15 @@ pub fn page(
         .iter()
         .filter_map(|r| {
             let doc = table.get(r.slot)?;
+            let f = table.facts(r.slot);
+            let distance = center
+                .filter(|_| f.has(LOCATED))
+                .map(|c| geo::chord2_km(f.at.chord2(c)));
             Some(SearchHit {
                 object: "search_hit",
                 listing: card(doc, table.owner(doc.owner_id), categories),
                 score: (r.score * 1000.0).round() / 1000.0,
-                distance_km: r.distance.map(|d| (d * 1000.0).round() / 1000.0),
+                distance_km: distance.map(|d| (d * 1000.0).round() / 1000.0),
             })
         })
         .collect();
@@ -475,8 +514,6 @@ mod tests {
             published_at: None,
             bookings: 0,
             calendar: Calendar::default(),
-            lineage: Vec::new(),
-            quality: 1.0,
         }
     }
 
@@ -485,14 +522,21 @@ mod tests {
         let mut hits = Vec::new();
         for (i, d) in docs.into_iter().enumerate() {
             table.by_id.insert(d.id, i as u32);
+            table.facts.push(Facts::new(&d, None, NO_CATEGORY, 1.0));
             table.slots.push(Some(d));
             hits.push(Hit {
                 slot: i as u32,
                 score: 1.0,
-                distance: f32::NAN,
             });
         }
         (table, hits)
+    }
+
+    /// Whether `doc` (owned by `owner`) passes `search`'s filters.
+    fn passes(doc: &ListingDoc, owner: Option<&OwnerFacts>, search: &Search) -> bool {
+        let facts = Facts::new(doc, owner, NO_CATEGORY, 1.0);
+        let filter = Filter::new(search, &Categories::default(), 0);
+        filter.passes(&facts) && filter.free(&facts, || Some(doc))
     }
 
     #[test]
@@ -507,31 +551,18 @@ mod tests {
             ..Search::default()
         };
         // ~1.1 km north of the centre, in range, delivers.
-        assert!(passes(
-            &doc(2, 1500, (48.8666, 2.3522)),
-            || None,
-            &search,
-            0
-        ));
+        assert!(passes(&doc(2, 1500, (48.8666, 2.3522)), None, &search));
         // ~2.2 km away.
-        assert!(!passes(
-            &doc(2, 1500, (48.8766, 2.3522)),
-            || None,
-            &search,
-            0
-        ));
-        assert!(!passes(
-            &doc(2, 2001, (48.8666, 2.3522)),
-            || None,
-            &search,
-            0
-        ));
+        assert!(!passes(&doc(2, 1500, (48.8766, 2.3522)), None, &search));
+        assert!(!passes(&doc(2, 2001, (48.8666, 2.3522)), None, &search));
         assert!(
-            !passes(&doc(3, 1500, (48.8666, 2.3522)), || None, &search, 0),
+            !passes(&doc(3, 1500, (48.8666, 2.3522)), None, &search),
             "no delivery"
         );
-        // The distance the filter measured comes back with the match.
-        let d = accepts(&doc(2, 1500, (48.8666, 2.3522)), || None, &search, 0).unwrap();
+        // The page reports the distance of each hit.
+        let (table, hits) = table(vec![doc(2, 1500, (48.8666, 2.3522))]);
+        let found = page(hits, &table, &Categories::default(), &search, None);
+        let d = found.data[0].distance_km.unwrap();
         assert!((d - 1.112).abs() < 0.01, "{d}");
         let rated = Search {
             min_rating: Some(4.0),
@@ -545,18 +576,32 @@ mod tests {
             rating_count: 3,
             trust: None,
         };
-        assert!(passes(&doc(1, 1, (0.0, 0.0)), || Some(&good), &rated, 0));
-        assert!(!passes(&doc(1, 1, (0.0, 0.0)), || None, &rated, 0));
+        assert!(passes(&doc(1, 1, (0.0, 0.0)), Some(&good), &rated));
+        assert!(!passes(&doc(1, 1, (0.0, 0.0)), None, &rated));
         let unverified = OwnerFacts {
             verified: false,
             ..good
         };
-        assert!(!passes(
-            &doc(1, 1, (0.0, 0.0)),
-            || Some(&unverified),
-            &rated,
-            0
-        ));
+        assert!(!passes(&doc(1, 1, (0.0, 0.0)), Some(&unverified), &rated));
+        let low = OwnerFacts {
+            rating_avg: Some(3.9),
+            ..good
+        };
+        assert!(!passes(&doc(1, 1, (0.0, 0.0)), Some(&low), &rated));
+        let dated = Search {
+            window: Some((100, 200)),
+            limit: 20,
+            ..Search::default()
+        };
+        let mut booked = doc(4, 1, (0.0, 0.0));
+        booked.calendar.busy.push(crate::model::Busy {
+            unit: 0,
+            start: 150,
+            end: 250,
+            hold_expires_at: None,
+        });
+        assert!(!passes(&booked, None, &dated), "its one unit is busy");
+        assert!(passes(&doc(5, 1, (0.0, 0.0)), None, &dated));
     }
 
     #[test]
@@ -575,7 +620,7 @@ mod tests {
         loop {
             let after = cursor.as_deref().map(|c| Cursor::<f64>::decode(c).unwrap());
             let page = page(
-                &hits,
+                hits.iter().copied(),
                 &table,
                 &Categories::default(),
                 &search,
@@ -593,7 +638,7 @@ mod tests {
         assert_eq!(seen, sorted);
         assert_eq!(seen.len(), 25);
         search.sort = Some(Sort::PriceDesc);
-        let first = page(&hits, &table, &Categories::default(), &search, None);
+        let first = page(hits, &table, &Categories::default(), &search, None);
         assert_eq!(first.data[0].listing.pricing.daily, Some(2500));
     }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use tantivy::collector::TopDocs;
 
-use crate::{SearchIndex, query};
+use crate::{SearchIndex, model::ListingDoc, query};
 
 /// One suggestion.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -70,12 +70,42 @@ impl SearchIndex {
                     slug: Some(c.slug.clone()),
                 }),
         );
-        let Some(query) = query::suggest(&catalog, q) else {
+        let mut titles: HashSet<String> = HashSet::new();
+        let mut add = |out: &mut Vec<Suggestion>, doc: &ListingDoc| {
+            let title = doc.title.trim();
+            if !title.is_empty() && titles.insert(title.to_lowercase()) {
+                out.push(Suggestion {
+                    text: title.to_owned(),
+                    kind: "listing",
+                    id: doc.id,
+                    slug: None,
+                });
+            }
+        };
+        if let [word] = typed.as_slice() {
+            // One word, the usual case while typing: the titles with it,
+            // then those with a word it starts, from the title word lists.
+            let table = catalog.table.read().unwrap_or_else(|e| e.into_inner());
+            let mut budget = CANDIDATES * 8;
+            table.titles.best(word, |slot| {
+                if let Some(doc) = table.get(slot) {
+                    add(&mut out, doc);
+                }
+                budget -= 1;
+                out.len() < limit && budget > 0
+            });
+            // Typos only when that leaves room (and the word is long
+            // enough to allow one), like a search engine's typo threshold.
+            if out.len() >= limit || query::typo_budget(word) == 0 {
+                return Ok(out);
+            }
+        }
+        let searcher = catalog.searcher();
+        let Some(query) = query::suggest(&catalog, &searcher, q) else {
             return Ok(out);
         };
         // The best-scoring titles (exact words outrank prefixes and typos);
         // a few dozen are plenty to fill a short list with distinct ones.
-        let searcher = catalog.searcher();
         let top = searcher.search(
             query.as_ref(),
             &TopDocs::with_limit(CANDIDATES).order_by_score(),
@@ -93,26 +123,17 @@ impl SearchIndex {
             let Some(doc) = table.get(slot as u32) else {
                 continue;
             };
-            let score = f64::from(score) * doc.quality;
+            let score = f64::from(score) * f64::from(table.facts(slot as u32).quality);
             ranked.push((-score, doc.id, slot as u32));
         }
         ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        let mut titles: HashSet<String> = HashSet::new();
-        for (_, id, slot) in ranked {
+        for (_, _, slot) in ranked {
             if out.len() >= limit {
                 break;
             }
-            let Some(doc) = table.get(slot) else { continue };
-            let title = doc.title.trim();
-            if title.is_empty() || !titles.insert(title.to_lowercase()) {
-                continue;
+            if let Some(doc) = table.get(slot) {
+                add(&mut out, doc);
             }
-            out.push(Suggestion {
-                text: title.to_owned(),
-                kind: "listing",
-                id,
-                slug: None,
-            });
         }
         Ok(out)
     }
