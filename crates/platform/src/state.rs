@@ -19,9 +19,23 @@ use crate::{
     ratelimit::{MemoryStore, PenaltyPolicy, RateLimitStore, RateLimiter, RedisStore},
 };
 
-/// Cheap to clone (everything is behind `Arc` or a pool handle).
+/// What every request handler shares: one `Arc`, because axum clones the
+/// state for each request (cloning the fields one by one cost several
+/// atomic increments and decrements per request, measurable on the
+/// cheapest endpoints). Fields are reached through `Deref`.
 #[derive(Clone)]
-pub struct PlatformState {
+pub struct PlatformState(Arc<Shared>);
+
+impl std::ops::Deref for PlatformState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`PlatformState`].
+pub struct Shared {
     pub db: PgPool,
     pub config: Arc<Config>,
     /// `None` when `RATE_LIMITS=off`.
@@ -67,7 +81,7 @@ impl PlatformState {
         } else {
             None
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             db,
             config: Arc::new(config),
             limiter,
@@ -75,7 +89,7 @@ impl PlatformState {
             metrics: metrics::install(),
             draining: Arc::new(AtomicBool::new(false)),
             authenticator: Arc::new(OnceLock::new()),
-        })
+        })))
     }
 
     /// Installs the bearer-token verifier (once; later calls are ignored).

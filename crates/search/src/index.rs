@@ -11,11 +11,9 @@ use std::{
 };
 
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
-    Term,
-    collector::{Collector, SegmentCollector},
-    columnar::{Column, ColumnValues},
-    query::Query,
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, TantivyDocument, Term,
+    columnar::ColumnValues,
+    query::{EnableScoring, Query},
     schema::{
         FAST, Facet, FacetOptions, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing,
         TextOptions,
@@ -26,8 +24,8 @@ use uuid::Uuid;
 
 use crate::{
     geo,
-    model::{Categories, Facts, ListingDoc, NO_CATEGORY, OwnerFacts},
     grid::Grid,
+    model::{Categories, Envelope, Facts, ListingDoc, NO_CATEGORY, OwnerFacts},
     rank,
     titles::TitleWords,
 };
@@ -72,6 +70,8 @@ pub struct Table {
     pub slots: Vec<Option<ListingDoc>>,
     /// The same slots' [`Facts`], what searches scan.
     pub facts: Vec<Facts>,
+    /// The same slots' busy [`Envelope`]s.
+    pub busy: Vec<Envelope>,
     pub by_id: HashMap<Uuid, u32>,
     pub owners: HashMap<Uuid, OwnerFacts>,
     /// Title words to slots, for suggestions.
@@ -83,6 +83,15 @@ pub struct Table {
 impl Table {
     pub fn get(&self, slot: u32) -> Option<&ListingDoc> {
         self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// Where the busy spans of `slot` lie.
+    #[inline]
+    pub fn busy(&self, slot: u32) -> Envelope {
+        self.busy
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(Envelope::ALWAYS)
     }
 
     /// The facts of `slot` ([`Facts::EMPTY`] when it holds nothing).
@@ -105,7 +114,13 @@ impl Table {
 
     /// Stores `doc` in `slot` (a new slot is `slots.len()`), deriving its
     /// facts and filing its `title_words`.
-    fn put(&mut self, slot: u32, doc: ListingDoc, title_words: Vec<String>, categories: &Categories) {
+    fn put(
+        &mut self,
+        slot: u32,
+        doc: ListingDoc,
+        title_words: Vec<String>,
+        categories: &Categories,
+    ) {
         let facts = self.derive(&doc, categories);
         self.titles.file(slot, title_words, facts.quality);
         if let Some(at) = self.get(slot).and_then(|old| old.location) {
@@ -118,8 +133,10 @@ impl Table {
         if slot >= self.slots.len() {
             self.slots.resize(slot + 1, None);
             self.facts.resize(slot + 1, Facts::EMPTY);
+            self.busy.resize(slot + 1, Envelope::ALWAYS);
         }
         self.facts[slot] = facts;
+        self.busy[slot] = Envelope::of(&doc);
         self.slots[slot] = Some(doc);
     }
 
@@ -311,104 +328,42 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// Collects every matching slot the `accept` filter (run against the
-/// table, under its read lock) lets through, with its BM25 score.
-pub struct Matches<'a, F> {
-    pub accept: &'a F,
-    pub scoring: bool,
-}
-
-impl<F> Collector for Matches<'_, F>
-where
-    F: Fn(u32) -> bool + Sync,
-{
-    type Fruit = Vec<Hit>;
-    type Child = SegmentMatches;
-
-    fn for_segment(&self, _: u32, segment: &SegmentReader) -> tantivy::Result<Self::Child> {
-        Ok(SegmentMatches {
-            slots: segment.fast_fields().u64("slot")?,
-            hits: Vec::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        self.scoring
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Vec<Hit>>) -> tantivy::Result<Vec<Hit>> {
-        Ok(fruits.into_iter().flatten().collect())
-    }
-
-    fn collect_segment(
-        &self,
-        weight: &dyn tantivy::query::Weight,
-        _segment_ord: u32,
-        reader: &SegmentReader,
-    ) -> tantivy::Result<Vec<Hit>> {
+/// Hands `visit` the slot and BM25 score (1 without `scoring`) of every
+/// live document `query` matches, segment by segment in document order.
+/// Matches go straight to the caller's filter and tally, so each one's
+/// facts are read once, while still in cache.
+pub fn for_each_match(
+    searcher: &tantivy::Searcher,
+    query: &dyn Query,
+    scoring: bool,
+    mut visit: impl FnMut(u32, Score),
+) -> tantivy::Result<()> {
+    let weight = query.weight(if scoring {
+        EnableScoring::enabled_from_searcher(searcher)
+    } else {
+        EnableScoring::disabled_from_searcher(searcher)
+    })?;
+    for segment in searcher.segment_readers() {
         // Every document has exactly one slot: read the dense column.
-        let slots = reader
+        let slots = segment
             .fast_fields()
             .u64("slot")?
             .first_or_default_col(u64::MAX);
-        let mut hits = Vec::new();
-        let alive = reader.alive_bitset();
+        let alive = segment.alive_bitset();
         let mut push = |doc: DocId, score: Score| {
-            if alive.is_some_and(|a| !a.is_alive(doc)) {
-                return;
-            }
-            let slot = slots.get_val(doc) as u32;
-            if (self.accept)(slot) {
-                hits.push(Hit { slot, score });
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                visit(slots.get_val(doc) as u32, score);
             }
         };
-        if self.scoring {
-            weight.for_each(reader, &mut push)?;
+        if scoring {
+            weight.for_each(segment, &mut push)?;
         } else {
-            weight.for_each_no_score(reader, &mut |docs: &[DocId]| {
+            weight.for_each_no_score(segment, &mut |docs: &[DocId]| {
                 for &doc in docs {
                     push(doc, 1.0);
                 }
             })?;
         }
-        Ok(hits)
     }
-}
-
-/// A segment's matches, unfiltered: what [`Matches::for_segment`] returns
-/// for callers that drive segments themselves. [`Matches`] overrides
-/// `collect_segment` to filter inside the scoring loop instead.
-pub struct SegmentMatches {
-    slots: Column<u64>,
-    hits: Vec<Hit>,
-}
-
-impl SegmentCollector for SegmentMatches {
-    type Fruit = Vec<Hit>;
-
-    fn collect(&mut self, doc: DocId, score: Score) {
-        if let Some(slot) = self.slots.first(doc) {
-            self.hits.push(Hit {
-                slot: slot as u32,
-                score,
-            });
-        }
-    }
-
-    fn harvest(self) -> Vec<Hit> {
-        self.hits
-    }
-}
-
-/// Runs `query` and returns the accepted hits.
-pub fn matches<F>(
-    searcher: &tantivy::Searcher,
-    query: &dyn Query,
-    scoring: bool,
-    accept: &F,
-) -> tantivy::Result<Vec<Hit>>
-where
-    F: Fn(u32) -> bool + Sync,
-{
-    searcher.search(query, &Matches { accept, scoring })
+    Ok(())
 }

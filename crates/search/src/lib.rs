@@ -34,7 +34,7 @@ pub mod rank;
 mod suggest;
 mod titles;
 
-use index::{Catalog, Hit};
+use index::Catalog;
 
 pub use follow::REINDEX_EVENT;
 
@@ -124,33 +124,31 @@ impl SearchIndex {
         let now = chrono::Utc::now().timestamp();
         let table = catalog.table.read().unwrap_or_else(|e| e.into_inner());
         let filter = rank::Filter::new(search, &catalog.categories, now);
-        let accept = |slot: u32| filter.accepts(&table, slot);
-        let page = if search.q.is_some() {
+        let mut tally = rank::Tally::new(&table, &catalog.categories, search, after.as_ref());
+        let mut visit = |slot: u32, score: f32| {
+            if filter.accepts(&table, slot) {
+                tally.add(slot, score);
+            }
+        };
+        if search.q.is_some() {
             let searcher = catalog.searcher();
             let (query, scoring) = query::build(&catalog, &searcher, search);
-            let hits = index::matches(&searcher, query.as_ref(), scoring, &accept)
+            index::for_each_match(&searcher, query.as_ref(), scoring, &mut visit)
                 .map_err(ApiError::internal)?;
-            rank::page(hits, &table, &catalog.categories, search, after.as_ref())
         } else {
             // Without words every listing is a candidate: a pass over the
             // facts (of the cells round the centre, with a radius) beats
             // uniting posting lists.
-            let hit = |slot: u32| accept(slot).then_some(Hit { slot, score: 1.0 });
             let near = search
                 .center
                 .zip(search.radius_km)
                 .and_then(|(center, km)| table.grid.near(center, km));
             match near {
-                Some(slots) => {
-                    let hits = slots.into_iter().filter_map(hit);
-                    rank::page(hits, &table, &catalog.categories, search, after.as_ref())
-                }
-                None => {
-                    let hits = (0..table.facts.len() as u32).filter_map(hit);
-                    rank::page(hits, &table, &catalog.categories, search, after.as_ref())
-                }
+                Some(slots) => slots.into_iter().for_each(|slot| visit(slot, 1.0)),
+                None => (0..table.facts.len() as u32).for_each(|slot| visit(slot, 1.0)),
             }
-        };
+        }
+        let page = tally.finish();
         metrics::histogram!("search_query_seconds").record(started.elapsed().as_secs_f64());
         Ok(page)
     }

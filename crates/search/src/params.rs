@@ -46,8 +46,9 @@ impl Sort {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct SearchParams {
-    /// Free text: every word must match (BM25 relevance; one typo allowed
-    /// in words of 5+ letters, two in 9+; the last word may be a prefix).
+    /// Free text: every word must match (BM25 relevance; the last word may
+    /// be a prefix; a word found nowhere as typed matches with one typo
+    /// from 5 letters, two from 9).
     q: Option<String>,
     /// `item`, `service`, `property` or `all` (default).
     #[param(rename = "type")]

@@ -110,7 +110,10 @@ fn words_query(
             } else {
                 Occur::Must
             };
-            (occur, word_query(searcher, fields, word, i + 1 == words.len()))
+            (
+                occur,
+                word_query(searcher, fields, word, i + 1 == words.len()),
+            )
         })
         .collect()
 }

@@ -14,8 +14,8 @@ use crate::{
     geo::{self, UnitVector},
     index::{Hit, Table},
     model::{
-        CALENDAR, Categories, DELIVERY, Facts, Kind, LIVE, LOCATED, ListingDoc, NO_CATEGORY,
-        OwnerFacts, Period, Prices, VERIFIED,
+        CALENDAR, Categories, DELIVERY, Envelope, Facts, Kind, LIVE, LOCATED, ListingDoc,
+        NO_CATEGORY, OwnerFacts, Period, Prices, VERIFIED,
     },
     params::{Search, Sort},
 };
@@ -58,7 +58,7 @@ impl<'a> Filter<'a> {
     #[inline]
     pub fn accepts(&self, table: &Table, slot: u32) -> bool {
         let facts = table.facts(slot);
-        self.passes(facts) && self.free(facts, || table.get(slot))
+        self.passes(facts) && self.free(facts, table.busy(slot), || table.get(slot))
     }
 
     fn passes(&self, f: &Facts) -> bool {
@@ -97,11 +97,19 @@ impl<'a> Filter<'a> {
         true
     }
 
-    fn free<'d>(&self, f: &Facts, doc: impl FnOnce() -> Option<&'d ListingDoc>) -> bool {
+    /// `busy` is the listing's [`Envelope`]: a stay outside it needs no
+    /// look at the calendar.
+    fn free<'d>(
+        &self,
+        f: &Facts,
+        busy: Envelope,
+        doc: impl FnOnce() -> Option<&'d ListingDoc>,
+    ) -> bool {
         let Some((from, to)) = self.search.window else {
             return true;
         };
         !f.has(CALENDAR)
+            || busy.clear_of(from, to)
             || doc().is_some_and(|d| d.calendar.has_free_unit(d.quantity, from, to, self.now))
     }
 }
@@ -284,9 +292,7 @@ fn sort_key(sort: Sort, score: f64, f: &Facts, period: Period, center: Option<Un
     }
 }
 
-/// Ranks `hits`, counts facets and cuts the page after `after`. One pass
-/// over the matches, reading only their [`Facts`]; the documents are read
-/// for the page alone.
+/// Ranks `hits`, counts facets and cuts the page after `after`.
 pub fn page(
     hits: impl IntoIterator<Item = Hit>,
     table: &Table,
@@ -294,119 +300,180 @@ pub fn page(
     search: &Search,
     after: Option<&Cursor<f64>>,
 ) -> SearchPage {
-    let period = search.price_period();
-    let sort = search.sort();
-    let center = search.center.map(|(lat, lng)| UnitVector::new(lat, lng));
-    let mut facets = Facets::default();
-    let mut leaves = vec![0usize; categories.order.len()];
-    let mut kinds = [0usize; 3];
-    let mut prices = Vec::new();
-    // Only the page (and one more) is kept, in a max-heap whose top is the
-    // worst kept: most matches cost one comparison.
-    let take = search.limit + 1;
-    let mut best: BinaryHeap<Ranked> = BinaryHeap::with_capacity(take + 1);
-    let mut total = 0;
+    let mut tally = Tally::new(table, categories, search, after);
     for hit in hits {
-        let f = table.facts(hit.slot);
-        if !f.has(LIVE) {
-            continue;
+        tally.add(hit.slot, hit.score);
+    }
+    tally.finish()
+}
+
+/// A page in the making: matches are added one at a time (from the index
+/// or a scan, right after their filter) and counted into the facets, and
+/// the best of them kept. Only [`Facts`] are read per match; the documents
+/// are read for the page alone.
+pub struct Tally<'a> {
+    table: &'a Table,
+    categories: &'a Categories,
+    search: &'a Search,
+    after: Option<&'a Cursor<f64>>,
+    period: Period,
+    sort: Sort,
+    center: Option<UnitVector>,
+    leaves: Vec<usize>,
+    kinds: [usize; 3],
+    prices: Vec<i64>,
+    /// The page (and one more) in a max-heap whose top is the worst kept:
+    /// most matches cost one comparison.
+    best: BinaryHeap<Ranked>,
+    take: usize,
+    total: usize,
+}
+
+impl<'a> Tally<'a> {
+    pub fn new(
+        table: &'a Table,
+        categories: &'a Categories,
+        search: &'a Search,
+        after: Option<&'a Cursor<f64>>,
+    ) -> Self {
+        let take = search.limit + 1;
+        Self {
+            table,
+            categories,
+            search,
+            after,
+            period: search.price_period(),
+            sort: search.sort(),
+            center: search.center.map(|(lat, lng)| UnitVector::new(lat, lng)),
+            leaves: vec![0; categories.order.len()],
+            kinds: [0; 3],
+            prices: Vec::with_capacity(4096),
+            best: BinaryHeap::with_capacity(take + 1),
+            take,
+            total: 0,
         }
-        total += 1;
-        kinds[f.kind as usize] += 1;
-        if let Some(n) = leaves.get_mut(usize::from(f.leaf)) {
+    }
+
+    #[inline]
+    pub fn add(&mut self, slot: u32, score: f32) {
+        let f = self.table.facts(slot);
+        if !f.has(LIVE) {
+            return;
+        }
+        self.total += 1;
+        self.kinds[f.kind as usize] += 1;
+        if let Some(n) = self.leaves.get_mut(usize::from(f.leaf)) {
             *n += 1;
         }
-        prices.extend(f.price(period));
-        let score = f64::from(hit.score) * f64::from(f.quality);
-        let key = sort_key(sort, score, f, period, center);
-        let worse_than_kept = best.len() == take && best.peek().is_some_and(|w| key > w.key);
-        if worse_than_kept {
-            continue;
+        if let Some(price) = f.price(self.period) {
+            self.prices.push(price);
         }
-        if after.is_some_and(|a| key < a.key) {
-            continue;
+        let score = f64::from(score) * f64::from(f.quality);
+        let key = sort_key(self.sort, score, f, self.period, self.center);
+        let full = self.best.len() == self.take;
+        if (full && self.best.peek().is_some_and(|w| key > w.key))
+            || self.after.is_some_and(|a| key < a.key)
+        {
+            return;
         }
-        let Some(id) = table.get(hit.slot).map(|d| d.id) else {
-            continue;
+        let Some(id) = self.table.get(slot).map(|d| d.id) else {
+            return;
         };
-        if after.is_some_and(|a| (key, id) <= (a.key, a.id)) {
-            continue;
+        if self.after.is_some_and(|a| (key, id) <= (a.key, a.id)) {
+            return;
         }
         let ranked = Ranked {
             key,
             id,
-            slot: hit.slot,
+            slot,
             score,
         };
-        if best.len() < take {
-            best.push(ranked);
-        } else if best.peek().is_some_and(|worst| ranked < *worst) {
-            best.pop();
-            best.push(ranked);
+        if !full {
+            self.best.push(ranked);
+        } else if self.best.peek().is_some_and(|worst| ranked < *worst) {
+            self.best.pop();
+            self.best.push(ranked);
         }
     }
-    for kind in Kind::ALL {
-        if kinds[kind as usize] > 0 {
-            facets.kind.insert(kind.as_str(), kinds[kind as usize]);
-        }
-    }
-    // Each leaf's count goes to it and every category above it.
-    let mut counts = vec![0usize; categories.order.len()];
-    for (leaf, &n) in leaves.iter().enumerate().filter(|(_, n)| **n > 0) {
-        if leaf < usize::from(NO_CATEGORY) {
-            for &c in categories.lineage_at(leaf as u16) {
-                counts[usize::from(c)] += n;
+
+    pub fn finish(self) -> SearchPage {
+        let Self {
+            table,
+            categories,
+            search,
+            period,
+            center,
+            leaves,
+            kinds,
+            prices,
+            best,
+            total,
+            ..
+        } = self;
+        let mut facets = Facets::default();
+        for kind in Kind::ALL {
+            if kinds[kind as usize] > 0 {
+                facets.kind.insert(kind.as_str(), kinds[kind as usize]);
             }
         }
-    }
-    let mut category_list: Vec<CategoryCount> = counts
-        .into_iter()
-        .enumerate()
-        .filter(|&(_, count)| count > 0)
-        .filter_map(|(i, count)| {
-            let id = categories.order[i];
-            categories.by_id.get(&id).map(|c| CategoryCount {
-                id,
-                slug: c.slug.clone(),
-                name: c.name.clone(),
-                count,
+        // Each leaf's count goes to it and every category above it.
+        let mut counts = vec![0usize; categories.order.len()];
+        for (leaf, &n) in leaves.iter().enumerate().filter(|(_, n)| **n > 0) {
+            if leaf < usize::from(NO_CATEGORY) {
+                for &c in categories.lineage_at(leaf as u16) {
+                    counts[usize::from(c)] += n;
+                }
+            }
+        }
+        let mut category_list: Vec<CategoryCount> = counts
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, count)| count > 0)
+            .filter_map(|(i, count)| {
+                let id = categories.order[i];
+                categories.by_id.get(&id).map(|c| CategoryCount {
+                    id,
+                    slug: c.slug.clone(),
+                    name: c.name.clone(),
+                    count,
+                })
             })
-        })
-        .collect();
-    category_list.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.slug.cmp(&b.slug)));
-    facets.category = category_list;
-    facets.price_histogram = histogram(&prices);
-    facets.price_period = period_name(period);
+            .collect();
+        category_list.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.slug.cmp(&b.slug)));
+        facets.category = category_list;
+        facets.price_histogram = histogram(&prices);
+        facets.price_period = period_name(period);
 
-    let mut ranked = best.into_sorted_vec();
-    let has_more = ranked.len() > search.limit;
-    ranked.truncate(search.limit);
-    let next_cursor = has_more
-        .then(|| ranked.last().map(|r| Cursor::new(r.key, r.id).encode()))
-        .flatten();
-    let data = ranked
-        .iter()
-        .filter_map(|r| {
-            let doc = table.get(r.slot)?;
-            let f = table.facts(r.slot);
-            let distance = center
-                .filter(|_| f.has(LOCATED))
-                .map(|c| geo::chord2_km(f.at.chord2(c)));
-            Some(SearchHit {
-                object: "search_hit",
-                listing: card(doc, table.owner(doc.owner_id), categories),
-                score: (r.score * 1000.0).round() / 1000.0,
-                distance_km: distance.map(|d| (d * 1000.0).round() / 1000.0),
+        let mut ranked = best.into_sorted_vec();
+        let has_more = ranked.len() > search.limit;
+        ranked.truncate(search.limit);
+        let next_cursor = has_more
+            .then(|| ranked.last().map(|r| Cursor::new(r.key, r.id).encode()))
+            .flatten();
+        let data = ranked
+            .iter()
+            .filter_map(|r| {
+                let doc = table.get(r.slot)?;
+                let f = table.facts(r.slot);
+                let distance = center
+                    .filter(|_| f.has(LOCATED))
+                    .map(|c| geo::chord2_km(f.at.chord2(c)));
+                Some(SearchHit {
+                    object: "search_hit",
+                    listing: card(doc, table.owner(doc.owner_id), categories),
+                    score: (r.score * 1000.0).round() / 1000.0,
+                    distance_km: distance.map(|d| (d * 1000.0).round() / 1000.0),
+                })
             })
-        })
-        .collect();
-    SearchPage {
-        object: "search_result",
-        data,
-        has_more,
-        next_cursor,
-        total,
-        facets,
+            .collect();
+        SearchPage {
+            object: "search_result",
+            data,
+            has_more,
+            next_cursor,
+            total,
+            facets,
+        }
     }
 }
 
@@ -536,7 +603,7 @@ mod tests {
     fn passes(doc: &ListingDoc, owner: Option<&OwnerFacts>, search: &Search) -> bool {
         let facts = Facts::new(doc, owner, NO_CATEGORY, 1.0);
         let filter = Filter::new(search, &Categories::default(), 0);
-        filter.passes(&facts) && filter.free(&facts, || Some(doc))
+        filter.passes(&facts) && filter.free(&facts, Envelope::of(doc), || Some(doc))
     }
 
     #[test]

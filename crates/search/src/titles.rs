@@ -77,7 +77,10 @@ impl TitleWords {
         // The longer words, merged: each list's next entry in a min-heap.
         let mut lists: Vec<_> = self
             .words
-            .range::<str, _>((std::ops::Bound::Excluded(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Excluded(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(word, _)| word.starts_with(prefix))
             .map(|(_, list)| list.iter())
             .collect();

@@ -16,6 +16,7 @@ use rentify_platform::{PlatformState, config::Config, db, health, http};
 use rentify_reviews::Reviews;
 use rentify_search::SearchIndex;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
@@ -111,14 +112,19 @@ pub fn router_with(state: PlatformState, modules: Modules, extra: Router<Platfor
     let (api, document) = api_routes().split_for_parts();
     let api = api
         .merge(extra)
-        .layer(Extension(modules.identity))
-        .layer(Extension(modules.listings))
-        .layer(Extension(modules.bookings))
-        .layer(Extension(modules.payments))
-        .layer(Extension(modules.notifications))
-        .layer(Extension(modules.reviews))
-        .layer(Extension(modules.backlog))
-        .layer(Extension(modules.search));
+        // One `layer` call: each call boxes the routes again (see
+        // `http::apply`).
+        .layer(
+            ServiceBuilder::new()
+                .layer(Extension(modules.identity))
+                .layer(Extension(modules.listings))
+                .layer(Extension(modules.bookings))
+                .layer(Extension(modules.payments))
+                .layer(Extension(modules.notifications))
+                .layer(Extension(modules.reviews))
+                .layer(Extension(modules.backlog))
+                .layer(Extension(modules.search)),
+        );
     let docs = Router::from(SwaggerUi::new("/docs").url("/v1/openapi.json", document)).layer(
         SetResponseHeaderLayer::overriding(
             axum::http::header::CONTENT_SECURITY_POLICY,

@@ -4,6 +4,7 @@ use axum::{
     Router,
     http::{HeaderName, HeaderValue, Method, header},
 };
+use tower::ServiceBuilder;
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     set_header::SetResponseHeaderLayer,
@@ -27,16 +28,22 @@ const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 /// Adds conservative security headers for a JSON API to every response of
 /// `router`.
 pub fn headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    let router = router.layer(SetResponseHeaderLayer::if_not_present(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(DEFAULT_CSP),
-    ));
-    ALWAYS.into_iter().fold(router, |router, (name, value)| {
-        router.layer(SetResponseHeaderLayer::overriding(
-            name,
-            HeaderValue::from_static(value),
-        ))
-    })
+    let always = |i: usize| {
+        let (name, value) = ALWAYS[i].clone();
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    // One `layer` call (each call boxes the routes again).
+    router.layer(
+        ServiceBuilder::new()
+            .layer(always(0))
+            .layer(always(1))
+            .layer(always(2))
+            .layer(always(3))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DEFAULT_CSP),
+            )),
+    )
 }
 
 /// CORS from `CORS_ALLOWED_ORIGINS`: none by default, `*` for any origin
