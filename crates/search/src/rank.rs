@@ -85,8 +85,11 @@ impl<'a> Filter<'a> {
         {
             return false;
         }
-        // NaN (no reviews) compares false: below any minimum.
-        if search.min_rating.is_some_and(|min| !(f.rating >= min)) {
+        // NaN (no reviews) is below any minimum.
+        if search
+            .min_rating
+            .is_some_and(|min| f.rating.is_nan() || f.rating < min)
+        {
             return false;
         }
         if let Some((center, max)) = self.reach
