@@ -321,13 +321,6 @@ impl Catalog {
     }
 }
 
-/// A match the index found and the table accepted.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Hit {
-    pub slot: u32,
-    pub score: f32,
-}
-
 /// Hands `visit` the slot and BM25 score (1 without `scoring`) of every
 /// live document `query` matches, segment by segment in document order.
 /// Matches go straight to the caller's filter and tally, so each one's

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     geo::{self, UnitVector},
-    index::{Hit, Table},
+    index::Table,
     model::{
         CALENDAR, Categories, DELIVERY, Envelope, Facts, Kind, LIVE, LOCATED, ListingDoc,
         NO_CATEGORY, OwnerFacts, Period, Prices, VERIFIED,
@@ -295,21 +295,6 @@ fn sort_key(sort: Sort, score: f64, f: &Facts, period: Period, center: Option<Un
     }
 }
 
-/// Ranks `hits`, counts facets and cuts the page after `after`.
-pub fn page(
-    hits: impl IntoIterator<Item = Hit>,
-    table: &Table,
-    categories: &Categories,
-    search: &Search,
-    after: Option<&Cursor<f64>>,
-) -> SearchPage {
-    let mut tally = Tally::new(table, categories, search, after);
-    for hit in hits {
-        tally.add(hit.slot, hit.score);
-    }
-    tally.finish()
-}
-
 /// A page in the making: matches are added one at a time (from the index
 /// or a scan, right after their filter) and counted into the facets, and
 /// the best of them kept. Only [`Facts`] are read per match; the documents
@@ -587,19 +572,32 @@ mod tests {
         }
     }
 
-    fn table(docs: Vec<ListingDoc>) -> (Table, Vec<Hit>) {
+    /// A table of `docs` and their slots.
+    fn table(docs: Vec<ListingDoc>) -> (Table, Vec<u32>) {
         let mut table = Table::default();
-        let mut hits = Vec::new();
+        let mut slots = Vec::new();
         for (i, d) in docs.into_iter().enumerate() {
             table.by_id.insert(d.id, i as u32);
             table.facts.push(Facts::new(&d, None, NO_CATEGORY, 1.0));
             table.slots.push(Some(d));
-            hits.push(Hit {
-                slot: i as u32,
-                score: 1.0,
-            });
+            slots.push(i as u32);
         }
-        (table, hits)
+        (table, slots)
+    }
+
+    /// The page of `slots` (each scoring 1).
+    fn page(
+        slots: &[u32],
+        table: &Table,
+        search: &Search,
+        after: Option<&Cursor<f64>>,
+    ) -> SearchPage {
+        let categories = Categories::default();
+        let mut tally = Tally::new(table, &categories, search, after);
+        for &slot in slots {
+            tally.add(slot, 1.0);
+        }
+        tally.finish()
     }
 
     /// Whether `doc` (owned by `owner`) passes `search`'s filters.
@@ -631,7 +629,7 @@ mod tests {
         );
         // The page reports the distance of each hit.
         let (table, hits) = table(vec![doc(2, 1500, (48.8666, 2.3522))]);
-        let found = page(hits, &table, &Categories::default(), &search, None);
+        let found = page(&hits, &table, &search, None);
         let d = found.data[0].distance_km.unwrap();
         assert!((d - 1.112).abs() < 0.01, "{d}");
         let rated = Search {
@@ -689,13 +687,7 @@ mod tests {
         let mut cursor = None;
         loop {
             let after = cursor.as_deref().map(|c| Cursor::<f64>::decode(c).unwrap());
-            let page = page(
-                hits.iter().copied(),
-                &table,
-                &Categories::default(),
-                &search,
-                after.as_ref(),
-            );
+            let page = page(&hits, &table, &search, after.as_ref());
             assert_eq!(page.total, 25);
             seen.extend(page.data.iter().map(|h| h.listing.pricing.daily.unwrap()));
             cursor = page.next_cursor.clone();
@@ -708,7 +700,7 @@ mod tests {
         assert_eq!(seen, sorted);
         assert_eq!(seen.len(), 25);
         search.sort = Some(Sort::PriceDesc);
-        let first = page(hits, &table, &Categories::default(), &search, None);
+        let first = page(&hits, &table, &search, None);
         assert_eq!(first.data[0].listing.pricing.daily, Some(2500));
     }
 
