@@ -45,9 +45,9 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// Set when shutdown begins, so readiness fails and load balancers stop
     /// sending traffic while in-flight requests drain.
-    draining: Arc<AtomicBool>,
+    draining: AtomicBool,
     /// Registered once by the identity module; shared by every clone.
-    authenticator: Arc<OnceLock<SharedAuthenticator>>,
+    authenticator: OnceLock<SharedAuthenticator>,
 }
 
 impl PlatformState {
@@ -87,8 +87,8 @@ impl PlatformState {
             limiter,
             redis,
             metrics: metrics::install(),
-            draining: Arc::new(AtomicBool::new(false)),
-            authenticator: Arc::new(OnceLock::new()),
+            draining: AtomicBool::new(false),
+            authenticator: OnceLock::new(),
         })))
     }
 

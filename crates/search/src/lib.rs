@@ -144,7 +144,7 @@ impl SearchIndex {
                 .zip(search.radius_km)
                 .and_then(|(center, km)| table.grid.near(center, km));
             match near {
-                Some(slots) => slots.into_iter().for_each(|slot| visit(slot, 1.0)),
+                Some(slots) => slots.for_each(|slot| visit(slot, 1.0)),
                 None => (0..table.facts.len() as u32).for_each(|slot| visit(slot, 1.0)),
             }
         }
