@@ -72,6 +72,11 @@ pub struct Table {
     pub facts: Vec<Facts>,
     /// The same slots' busy [`Envelope`]s.
     pub busy: Vec<Envelope>,
+    /// The same slots' listing ids (stale when empty: check [`Facts`]'s
+    /// `LIVE` first): ranking breaks ties by
+    /// id, and ties are common (a price, an owner's quality), so it must not
+    /// cost a read of the document.
+    pub ids: Vec<Uuid>,
     pub by_id: HashMap<Uuid, u32>,
     pub owners: HashMap<Uuid, OwnerFacts>,
     /// Title words to slots, for suggestions.
@@ -92,6 +97,13 @@ impl Table {
             .get(slot as usize)
             .copied()
             .unwrap_or(Envelope::ALWAYS)
+    }
+
+    /// The listing id in `slot`, if it ever held one (a slot emptied since
+    /// keeps its last id; its facts say it is not live).
+    #[inline]
+    pub fn id(&self, slot: u32) -> Option<Uuid> {
+        self.ids.get(slot as usize).copied()
     }
 
     /// The facts of `slot` ([`Facts::EMPTY`] when it holds nothing).
@@ -134,8 +146,10 @@ impl Table {
             self.slots.resize(slot + 1, None);
             self.facts.resize(slot + 1, Facts::EMPTY);
             self.busy.resize(slot + 1, Envelope::ALWAYS);
+            self.ids.resize(slot + 1, Uuid::nil());
         }
         self.facts[slot] = facts;
+        self.ids[slot] = doc.id;
         self.busy[slot] = Envelope::of(&doc);
         self.slots[slot] = Some(doc);
     }

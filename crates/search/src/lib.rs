@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+mod ahead;
 pub mod feed;
 mod follow;
 pub mod geo;
@@ -125,16 +126,19 @@ impl SearchIndex {
         let table = catalog.table.read().unwrap_or_else(|e| e.into_inner());
         let filter = rank::Filter::new(search, &catalog.categories, now);
         let mut tally = rank::Tally::new(&table, &catalog.categories, search, after.as_ref());
-        let mut visit = |slot: u32, score: f32| {
+        let visit = |slot: u32, score: f32| {
             if filter.accepts(&table, slot) {
                 tally.add(slot, score);
             }
         };
+        let mut ahead = ahead::Ahead::new(&table, search.window, visit);
         if search.q.is_some() {
             let searcher = catalog.searcher();
             let (query, scoring) = query::build(&catalog, &searcher, search);
-            index::for_each_match(&searcher, query.as_ref(), scoring, &mut visit)
-                .map_err(ApiError::internal)?;
+            index::for_each_match(&searcher, query.as_ref(), scoring, |slot, score| {
+                ahead.push(slot, score);
+            })
+            .map_err(ApiError::internal)?;
         } else {
             // Without words every listing is a candidate: a pass over the
             // facts (of the cells round the centre, with a radius) beats
@@ -144,10 +148,11 @@ impl SearchIndex {
                 .zip(search.radius_km)
                 .and_then(|(center, km)| table.grid.near(center, km));
             match near {
-                Some(slots) => slots.for_each(|slot| visit(slot, 1.0)),
-                None => (0..table.facts.len() as u32).for_each(|slot| visit(slot, 1.0)),
+                Some(slots) => slots.for_each(|slot| ahead.push(slot, 1.0)),
+                None => (0..table.facts.len() as u32).for_each(|slot| ahead.push(slot, 1.0)),
             }
         }
+        ahead.finish();
         let page = tally.finish();
         metrics::histogram!("search_query_seconds").record(started.elapsed().as_secs_f64());
         Ok(page)

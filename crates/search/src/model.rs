@@ -220,6 +220,7 @@ pub const CALENDAR: u8 = 1 << 4;
 /// hundred bytes behind pointers) are read only for a page's results and
 /// for calendars that can refuse the dates.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(align(64))]
 pub struct Facts {
     pub at: UnitVector,
     /// By [`Period`] (`period as usize`), [`NO_PRICE`] when not offered.

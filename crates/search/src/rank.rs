@@ -364,7 +364,7 @@ impl<'a> Tally<'a> {
         {
             return;
         }
-        let Some(id) = self.table.get(slot).map(|d| d.id) else {
+        let Some(id) = self.table.id(slot) else {
             return;
         };
         if self.after.is_some_and(|a| (key, id) <= (a.key, a.id)) {
@@ -579,6 +579,8 @@ mod tests {
         for (i, d) in docs.into_iter().enumerate() {
             table.by_id.insert(d.id, i as u32);
             table.facts.push(Facts::new(&d, None, NO_CATEGORY, 1.0));
+            table.busy.push(Envelope::of(&d));
+            table.ids.push(d.id);
             table.slots.push(Some(d));
             slots.push(i as u32);
         }

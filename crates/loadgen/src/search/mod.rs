@@ -124,6 +124,11 @@ pub struct SearchArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
 
+    /// After the comparison, print the N parameter sets the service took
+    /// longest over, one at a time (to see which shapes set the tail).
+    #[arg(long, default_value_t = 0)]
+    slowest: usize,
+
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -183,6 +188,9 @@ struct Side {
     typo_with_hits: u32,
     failed: u32,
     first_failure: Option<String>,
+    /// Each set's time alone, in µs, in the order asked.
+    #[serde(skip)]
+    took_us: Vec<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -421,6 +429,7 @@ fn record(
         hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds")
     });
     hist.saturating_record((took.as_micros() as u64).max(1));
+    side.took_us.push(took.as_micros() as u64);
     side.typo_asked += u32::from(spec.typo);
     match answer {
         Ok(ids) => {
@@ -597,6 +606,9 @@ async fn run(args: &SearchArgs, threads: usize) -> Result<Report, String> {
         let found = agreement(sets, base_url, pg).await;
         if !args.json {
             print_agreement(&found);
+            if let Some(side) = &found.http {
+                print_slowest(sets, &side.took_us, args.slowest);
+            }
         }
         Some(found)
     } else {
@@ -770,6 +782,18 @@ fn print_agreement(a: &Agreement) {
     }
     if let Some(pg) = &a.pg {
         println!("            {}", side_line("PostgreSQL", pg));
+    }
+}
+
+fn print_slowest(sets: &[Spec], took_us: &[u64], n: usize) {
+    let mut order: Vec<usize> = (0..took_us.len().min(sets.len())).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(took_us[i]));
+    for &i in order.iter().take(n) {
+        println!(
+            "slowest     {:>8.2} ms  {}",
+            took_us[i] as f64 / 1000.0,
+            sets[i].path()
+        );
     }
 }
 
