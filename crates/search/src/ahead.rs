@@ -98,8 +98,8 @@ fn prefetch_calendar(doc: &Option<ListingDoc>) {
     prefetch(base.wrapping_add(std::mem::offset_of!(ListingDoc, calendar)));
 }
 
-/// Asks the CPU to bring the cache line of `value` closer. A hint only:
-/// it never faults and changes no result.
+/// Asks the CPU to bring the cache line at `at` closer. A hint only: it
+/// never faults and changes no result.
 #[inline(always)]
 fn prefetch<T>(at: *const T) {
     #[cfg(target_arch = "x86_64")]

@@ -73,9 +73,8 @@ pub struct Table {
     /// The same slots' busy [`Envelope`]s.
     pub busy: Vec<Envelope>,
     /// The same slots' listing ids (stale when empty: check [`Facts`]'s
-    /// `LIVE` first): ranking breaks ties by
-    /// id, and ties are common (a price, an owner's quality), so it must not
-    /// cost a read of the document.
+    /// `LIVE` first). Ranking breaks ties by id, and ties are common (a
+    /// price, an owner's quality), so a tie must not cost a document read.
     pub ids: Vec<Uuid>,
     pub by_id: HashMap<Uuid, u32>,
     pub owners: HashMap<Uuid, OwnerFacts>,
