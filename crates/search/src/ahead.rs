@@ -7,10 +7,7 @@
 //! next few lines before the current one is used lets those waits overlap.
 //! The order is unchanged, so results are exactly those of the plain loop.
 
-use crate::{
-    index::Table,
-    model::{CALENDAR, ListingDoc},
-};
+use crate::{index::Table, model::ListingDoc};
 
 /// Matches in flight: enough to cover a memory round trip at a few
 /// nanoseconds of work per match. A power of two.
@@ -65,11 +62,11 @@ impl<'t, F: FnMut(u32, f32)> Ahead<'t, F> {
             && n >= HALF
         {
             let middle = self.ring[(n - HALF) % DEPTH].0 as usize;
-            if table.facts.get(middle).is_some_and(|f| f.has(CALENDAR))
-                && table
-                    .busy
-                    .get(middle)
-                    .is_some_and(|e| !e.clear_of(from, to))
+            if table
+                .facts
+                .get(middle)
+                .zip(table.busy.get(middle))
+                .is_some_and(|(f, &busy)| f.calendar_decides(busy, from, to))
                 && let Some(doc) = table.slots.get(middle)
             {
                 prefetch_calendar(doc);

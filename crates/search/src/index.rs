@@ -125,7 +125,7 @@ impl Table {
 
     /// Stores `doc` in `slot` (a new slot is `slots.len()`), deriving its
     /// facts and filing its `title_words`.
-    fn put(
+    pub(crate) fn put(
         &mut self,
         slot: u32,
         doc: ListingDoc,

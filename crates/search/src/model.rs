@@ -280,6 +280,13 @@ impl Facts {
         self.flags & flag != 0
     }
 
+    /// Whether a stay `[from, to)` (Unix seconds) needs this listing's
+    /// calendar read: it has one, and the stay overlaps its `busy` envelope.
+    #[inline]
+    pub fn calendar_decides(&self, busy: Envelope, from: i64, to: i64) -> bool {
+        self.has(CALENDAR) && !busy.clear_of(from, to)
+    }
+
     #[inline]
     pub fn price(&self, period: Period) -> Option<i64> {
         let p = self.prices[period as usize];

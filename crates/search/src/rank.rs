@@ -14,8 +14,8 @@ use crate::{
     geo::{self, UnitVector},
     index::Table,
     model::{
-        CALENDAR, Categories, DELIVERY, Envelope, Facts, Kind, LIVE, LOCATED, ListingDoc,
-        NO_CATEGORY, OwnerFacts, Period, Prices, VERIFIED,
+        Categories, DELIVERY, Envelope, Facts, Kind, LIVE, LOCATED, ListingDoc, NO_CATEGORY,
+        OwnerFacts, Period, Prices, VERIFIED,
     },
     params::{Search, Sort},
 };
@@ -111,8 +111,7 @@ impl<'a> Filter<'a> {
         let Some((from, to)) = self.search.window else {
             return true;
         };
-        !f.has(CALENDAR)
-            || busy.clear_of(from, to)
+        !f.calendar_decides(busy, from, to)
             || doc().is_some_and(|d| d.calendar.has_free_unit(d.quantity, from, to, self.now))
     }
 }
@@ -578,10 +577,7 @@ mod tests {
         let mut slots = Vec::new();
         for (i, d) in docs.into_iter().enumerate() {
             table.by_id.insert(d.id, i as u32);
-            table.facts.push(Facts::new(&d, None, NO_CATEGORY, 1.0));
-            table.busy.push(Envelope::of(&d));
-            table.ids.push(d.id);
-            table.slots.push(Some(d));
+            table.put(i as u32, d, Vec::new(), &Categories::default());
             slots.push(i as u32);
         }
         (table, slots)
