@@ -118,6 +118,15 @@ pub async fn begin(
     };
     let fingerprint = fingerprint(&scope);
 
+    // A finished request's answer is read without the lock. Replaying it
+    // (or refusing another body) under the lock would keep the key held
+    // until this transaction's rollback reaches the database, which can be
+    // after the client has the answer and sends its next request: that one
+    // would be told 409 `idempotency_key_in_progress` for a key long done.
+    if let Some(replay) = lookup(tx, scope.principal, key, &fingerprint, ttl_hours).await? {
+        return Ok(Begin::Replay(replay));
+    }
+
     let locked: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7411))")
             .bind(format!("{}\u{1f}{key}", scope.principal))
@@ -127,6 +136,8 @@ pub async fn begin(
         return Err(key_in_progress());
     }
 
+    // Looked up again under the lock: the holder may have committed its
+    // answer between the first look and the lock.
     match lookup(tx, scope.principal, key, &fingerprint, ttl_hours).await? {
         Some(replay) => Ok(Begin::Replay(replay)),
         None => Ok(Begin::Proceed(Pending {

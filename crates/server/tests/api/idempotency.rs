@@ -102,6 +102,37 @@ async fn the_same_key_with_another_body_is_422() {
     assert_eq!(widget_count(&app).await, 2);
 }
 
+/// A replay (or a refusal) leaves the key free at once: the next request
+/// with the key, sent the moment the answer arrives, is judged on its body
+/// and never told that the key is in progress. Eight clients at once, so
+/// the server is busy when it answers.
+#[tokio::test]
+async fn right_after_a_replay_the_key_is_not_in_progress() {
+    let app = app().await;
+    let lamp = json!({"name": "lamp"});
+    let client = |n: usize| {
+        let (app, lamp) = (&app, &lamp);
+        async move {
+            let key = format!("k-after-replay-{n}");
+            let key = [("idempotency-key", key.as_str())];
+            assert_eq!(app.post_json("/v1/widgets", lamp, &key).await.status(), 201);
+            for _ in 0..25 {
+                let replay = app.post_json("/v1/widgets", lamp, &key).await;
+                assert_eq!(replay.status(), 201);
+                assert_eq!(replay.headers()["idempotent-replayed"], "true");
+                let (status, _, body) = parts(
+                    app.post_json("/v1/widgets", &json!({"name": "sofa"}), &key)
+                        .await,
+                )
+                .await;
+                assert_eq!((status, error_code(&body)), (422, "idempotency_key_reused"));
+            }
+        }
+    };
+    futures::future::join_all((0..8).map(client)).await;
+    assert_eq!(widget_count(&app).await, 8);
+}
+
 #[tokio::test]
 async fn a_concurrent_request_with_a_key_in_flight_is_409() {
     let app = app().await;
