@@ -118,21 +118,35 @@ pub async fn begin(
     };
     let fingerprint = fingerprint(&scope);
 
-    // A finished request's answer is read without the lock. Replaying it
-    // (or refusing another body) under the lock would keep the key held
-    // until this transaction's rollback reaches the database, which can be
-    // after the client has the answer and sends its next request: that one
-    // would be told 409 `idempotency_key_in_progress` for a key long done.
-    if let Some(replay) = lookup(tx, scope.principal, key, &fingerprint, ttl_hours).await? {
+    // One statement: the key's stored answer if it has one, otherwise the
+    // key's lock. A finished request's answer needs no lock, and replaying
+    // it (or refusing another body) under one would hold the key until this
+    // transaction's rollback reaches the database, which can be after the
+    // client has its answer and sent its next request: that one would be
+    // told 409 `idempotency_key_in_progress` for a key long done.
+    let (stored_fingerprint, status, body, locked): StoredOrLocked = sqlx::query_as(
+        "SELECT k.fingerprint, k.response_status, k.response_body,
+                CASE WHEN k.key IS NULL
+                     THEN pg_try_advisory_xact_lock(hashtextextended($4, 7411)) END
+           FROM (SELECT) AS one
+           LEFT JOIN idempotency_keys k
+             ON k.principal = $1 AND k.key = $2
+            AND k.created_at > now() - make_interval(hours => $3)",
+    )
+    .bind(scope.principal)
+    .bind(key)
+    .bind(ttl_hours as i32)
+    .bind(format!("{}\u{1f}{key}", scope.principal))
+    .fetch_one(&mut *tx)
+    .await?;
+    let stored = stored_fingerprint
+        .zip(status)
+        .zip(body)
+        .map(|((fingerprint, status), body)| (fingerprint, status, body));
+    if let Some(replay) = answer(stored, &fingerprint)? {
         return Ok(Begin::Replay(replay));
     }
-
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7411))")
-            .bind(format!("{}\u{1f}{key}", scope.principal))
-            .fetch_one(&mut *tx)
-            .await?;
-    if !locked {
+    if locked != Some(true) {
         return Err(key_in_progress());
     }
 
@@ -173,7 +187,26 @@ pub async fn lookup(
     .bind(ttl_hours as i32)
     .fetch_optional(conn)
     .await?;
-    match existing {
+    answer(existing, fingerprint)
+}
+
+/// A stored fingerprint, status and body (all `NULL` when the key is
+/// unused) and whether the key's lock was taken (`NULL` when it was not
+/// tried, because the key has an answer).
+type StoredOrLocked = (
+    Option<Vec<u8>>,
+    Option<i16>,
+    Option<serde_json::Value>,
+    Option<bool>,
+);
+
+/// What a stored key says to a request with `fingerprint`: its replay, or
+/// 422 when the key served another request; `None` for an unused key.
+fn answer(
+    stored: Option<(Vec<u8>, i16, serde_json::Value)>,
+    fingerprint: &[u8],
+) -> Result<Option<Response>, ApiError> {
+    match stored {
         Some((stored, _, _)) if stored != fingerprint => Err(key_reused()),
         Some((_, status, body)) => Ok(Some(replay(status, body))),
         None => Ok(None),
