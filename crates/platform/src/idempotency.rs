@@ -118,35 +118,17 @@ pub async fn begin(
     };
     let fingerprint = fingerprint(&scope);
 
-    // One statement: the key's stored answer if it has one, otherwise the
-    // key's lock. A finished request's answer needs no lock, and replaying
-    // it (or refusing another body) under one would hold the key until this
-    // transaction's rollback reaches the database, which can be after the
-    // client has its answer and sent its next request: that one would be
-    // told 409 `idempotency_key_in_progress` for a key long done.
-    let (stored_fingerprint, status, body, locked): StoredOrLocked = sqlx::query_as(
-        "SELECT k.fingerprint, k.response_status, k.response_body,
-                CASE WHEN k.key IS NULL
-                     THEN pg_try_advisory_xact_lock(hashtextextended($4, 7411)) END
-           FROM (SELECT) AS one
-           LEFT JOIN idempotency_keys k
-             ON k.principal = $1 AND k.key = $2
-            AND k.created_at > now() - make_interval(hours => $3)",
-    )
-    .bind(scope.principal)
-    .bind(key)
-    .bind(ttl_hours as i32)
-    .bind(format!("{}\u{1f}{key}", scope.principal))
-    .fetch_one(&mut *tx)
-    .await?;
-    let stored = stored_fingerprint
-        .zip(status)
-        .zip(body)
-        .map(|((fingerprint, status), body)| (fingerprint, status, body));
+    // The key's stored answer if it has one, otherwise the key's lock, in
+    // one statement. A finished request's answer needs no lock, and
+    // replaying it (or refusing another body) under one would hold the key
+    // until this transaction's rollback reaches the database, which can be
+    // after the client has its answer and sent its next request: that one
+    // would be told 409 `idempotency_key_in_progress` for a key long done.
+    let (stored, locked) = read_key(tx, scope.principal, key, ttl_hours, true).await?;
     if let Some(replay) = answer(stored, &fingerprint)? {
         return Ok(Begin::Replay(replay));
     }
-    if locked != Some(true) {
+    if !locked {
         return Err(key_in_progress());
     }
 
@@ -178,27 +160,46 @@ pub async fn lookup(
     fingerprint: &[u8],
     ttl_hours: u32,
 ) -> Result<Option<Response>, ApiError> {
-    let existing: Option<(Vec<u8>, i16, serde_json::Value)> = sqlx::query_as(
-        "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-          WHERE principal = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)",
+    let (stored, _) = read_key(conn, principal, key, ttl_hours, false).await?;
+    answer(stored, fingerprint)
+}
+
+/// A key's unexpired stored answer (fingerprint, status, body) and, with
+/// `lock` and no answer stored, whether the key's lock was taken. The lock
+/// is the one `place_booking` takes for the same key.
+async fn read_key(
+    conn: &mut PgConnection,
+    principal: &str,
+    key: &str,
+    ttl_hours: u32,
+    lock: bool,
+) -> sqlx::Result<(Option<(Vec<u8>, i16, serde_json::Value)>, bool)> {
+    let (fingerprint, status, body, locked): (
+        Option<Vec<u8>>,
+        Option<i16>,
+        Option<serde_json::Value>,
+        Option<bool>,
+    ) = sqlx::query_as(
+        "SELECT k.fingerprint, k.response_status, k.response_body,
+                CASE WHEN k.key IS NULL AND $4 THEN
+                     pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 7411)) END
+           FROM (SELECT) AS one
+           LEFT JOIN idempotency_keys k
+             ON k.principal = $1 AND k.key = $2
+            AND k.created_at > now() - make_interval(hours => $3)",
     )
     .bind(principal)
     .bind(key)
     .bind(ttl_hours as i32)
-    .fetch_optional(conn)
+    .bind(lock)
+    .fetch_one(conn)
     .await?;
-    answer(existing, fingerprint)
+    let stored = match (fingerprint, status, body) {
+        (Some(fingerprint), Some(status), Some(body)) => Some((fingerprint, status, body)),
+        _ => None,
+    };
+    Ok((stored, locked == Some(true)))
 }
-
-/// A stored fingerprint, status and body (all `NULL` when the key is
-/// unused) and whether the key's lock was taken (`NULL` when it was not
-/// tried, because the key has an answer).
-type StoredOrLocked = (
-    Option<Vec<u8>>,
-    Option<i16>,
-    Option<serde_json::Value>,
-    Option<bool>,
-);
 
 /// What a stored key says to a request with `fingerprint`: its replay, or
 /// 422 when the key served another request; `None` for an unused key.
